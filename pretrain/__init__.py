@@ -1,0 +1,1 @@
+"""Pre-training recipes (unsupervised: MixIT, Self-Remixing, remixing)."""

@@ -1,0 +1,1 @@
+"""Audio data pipeline: corpus indexing, clip sampling, mixing, augmentation, demo corpus."""

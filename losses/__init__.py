@@ -6,10 +6,10 @@ remixing (Self-Remixing, RemixIT). See `losses/README.md`.
 """
 
 from losses.consistency import mixture_consistency
-from losses.mixit import MixITResult, efficient_assignment, exact_assignment, mixit
+from losses.mixture_invariant import MixITResult, efficient_assignment, exact_assignment, mixit
 from losses.overseparation import covariance_loss, sparsity_l1_l2, sparsity_lp
-from losses.pit import PITResult, pairwise_loss, pit
-from losses.remix import (
+from losses.permutation import PITResult, pairwise_loss, pit
+from losses.remixing import (
     RemixingLoss,
     batch_shuffle,
     keep_most_energetic,

@@ -48,19 +48,34 @@ def one_hot_mixing(groups: Tensor, n: int) -> Tensor:
     return (groups.unsqueeze(-2) == torch.arange(n, device=groups.device).unsqueeze(-1)).float()
 
 
-def _half_terms(mix: Tensor, gram: Tensor, corr: Tensor) -> tuple[Tensor, Tensor]:
-    """Linear and quadratic terms of partial assignments over a subset of outputs.
+def gram_statistics(est: Tensor, mixtures: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Everything the assignment search needs from the waveforms, in float64.
+
+    Args:
+        est: (B, M, T) outputs Ŝ.
+        mixtures: (B, N, T) mixtures X.
+    Returns:
+        G = ŜŜᵀ (B, M, M), C = XŜᵀ (B, N, M) and ‖x_n‖² (B, N).
+    """
+    est_t = est.transpose(1, 2)
+    # Two products beat one on torch.cat([est, mixtures]): no copy of the waveforms.
+    gram = torch.bmm(est, est_t).double()
+    corr = torch.bmm(mixtures, est_t).double()
+    return gram, corr, mixtures.double().pow(2).sum(-1)
+
+
+def _half_terms(mix: Tensor, gram: Tensor, corr: Tensor) -> Tensor:
+    """aᵀGa − 2 a·c_n for partial assignments a over a subset of the outputs.
 
     Args:
         mix: (K, N, m) partial mixing matrices.
         gram: (B, m, m) Gram matrix of those outputs.
         corr: (B, N, m) correlations of each mixture with those outputs.
     Returns:
-        linear (B, N, K) = a·c_n and quadratic (B, N, K) = aᵀGa.
+        (B, N, K).
     """
-    linear = torch.einsum("knm,bnm->bnk", mix, corr)
     quadratic = torch.einsum("knm,bml,knl->bnk", mix, gram, mix)
-    return linear, quadratic
+    return quadratic - 2 * torch.einsum("knm,bnm->bnk", mix, corr)
 
 
 def exact_assignment(
@@ -74,32 +89,29 @@ def exact_assignment(
     Returns:
         (B, N, M) binary mixing matrices (float).
     """
-    n, m = mixtures.shape[1], est.shape[1]
-    stats = torch.cat([est, mixtures], dim=1)
-    gram_all = torch.bmm(stats, stats.transpose(1, 2)).double()  # (B, M+N, M+N)
-    gram, corr = gram_all[:, :m, :m], gram_all[:, m:, :m]
-    mix_energy = gram_all[:, m:, m:].diagonal(dim1=1, dim2=2)  # (B, N)
+    (batch, m, _), n = est.shape, mixtures.shape[1]
+    gram, corr, mix_energy = gram_statistics(est, mixtures)
 
     m1 = (m + 1) // 2
     first, second = _assignments(n, m1, est.device), _assignments(n, m - m1, est.device)
-    lin1, quad1 = _half_terms(first, gram[:, :m1, :m1], corr[..., :m1])  # (B, N, K1)
-    lin2, quad2 = _half_terms(second, gram[:, m1:, m1:], corr[..., m1:])  # (B, N, K2)
-    # a₁ᵀ G₁₂ a₂ for every pair of halves: one batched matmul per (example, mixture).
-    left = torch.einsum("knm,bml->bnkl", first, gram[:, :m1, m1:])  # (B, N, K1, m2)
-    cross = left @ second.permute(1, 2, 0)  # (B, N, K1, K2)
-
-    residual = (
-        mix_energy[..., None, None]
-        - 2 * (lin1.unsqueeze(-1) + lin2.unsqueeze(-2))
-        + quad1.unsqueeze(-1)
-        + quad2.unsqueeze(-2)
-        + 2 * cross
-    ).clamp_min(0)
+    k1, k2 = first.shape[0], second.shape[0]
+    terms1 = _half_terms(first, gram[:, :m1, :m1], corr[..., :m1])  # (B, N, K1)
+    terms2 = _half_terms(second, gram[:, m1:, m1:], corr[..., m1:]) + mix_energy.unsqueeze(-1)
+    # Cross term a₁ᵀ G₁₂ a₂ for every pair of halves, fused with the per-half terms:
+    # residual[b, n, i, j] = ‖x_n − (a₁ᵢ, a₂ⱼ)ᵀŜ‖², one batched matmul per (example, mixture).
+    left = torch.einsum("knm,bml->bnkl", first, gram[:, :m1, m1:]).reshape(batch * n, k1, -1)
+    right = second.permute(1, 2, 0).expand(batch, n, m - m1, k2).reshape(batch * n, -1, k2)
+    residual = torch.baddbmm(
+        (terms1.unsqueeze(-1) + terms2.unsqueeze(-2)).reshape(batch * n, k1, k2),
+        left,
+        right,
+        alpha=2,
+    ).view(batch, n, k1, k2)
     tau = snr_max_to_tau(snr_max)
     # The −10·log10(‖x_n‖²) term of the loss is the same for every candidate: left out.
-    score = torch.log10(residual + (tau * mix_energy + eps)[..., None, None]).mean(1)
+    floor = (tau * mix_energy + eps)[..., None, None]
+    score = residual.clamp_min_(0).add_(floor).log10_().mean(1)  # (B, K1, K2)
     best = score.flatten(1).argmin(-1)  # (B,) index into K1·K2
-    k2 = second.shape[0]
     return torch.cat([first[best // k2], second[best % k2]], dim=-1).to(est.dtype)
 
 
@@ -117,9 +129,7 @@ def efficient_assignment(est: Tensor, mixtures: Tensor, ridge: float = 1e-6) -> 
         (B, N, M) binary mixing matrices (float).
     """
     n, m = mixtures.shape[1], est.shape[1]
-    stats = torch.cat([est, mixtures], dim=1)
-    gram_all = torch.bmm(stats, stats.transpose(1, 2)).double()
-    gram, corr = gram_all[:, :m, :m], gram_all[:, m:, :m]
+    gram, corr, _ = gram_statistics(est, mixtures)
     scale = gram.diagonal(dim1=1, dim2=2).mean(-1) * ridge + 1e-30  # (B,)
     eye = torch.eye(m, dtype=gram.dtype, device=gram.device)
     least_squares = torch.linalg.solve(gram + scale[:, None, None] * eye, corr.transpose(1, 2))

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from losses.pit import pit
+from losses.permutation import pit
 from losses.signal import float32, thresholded_snr
 
 

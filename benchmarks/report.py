@@ -63,6 +63,10 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     block = f"{begin}\n{body.strip()}\n{end}"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + block + "\n"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

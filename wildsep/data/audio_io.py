@@ -1,0 +1,256 @@
+"""Reading audio: header probing, whole-file validation, partial decoding and resampling.
+
+Everything here works on NumPy arrays laid out (channels, frames), float32. Only the frames a
+caller asks for are decoded, and resampling uses a cached anti-aliasing polyphase filter applied
+to just that span (plus a margin so the span's edges are filtered as if the whole file were).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy import signal
+
+# Suffixes libsndfile reads (it also sniffs content, so these are only used to pick candidates).
+SOUNDFILE_EXTENSIONS = frozenset(
+    ".wav .wave .bwf .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 "
+    ".sd2 .voc .htk .svx .8svx .paf .mat .ircam .sf .nist .sph .avr .wve .xi .mpc".split()
+)
+# Common audio/video suffixes libsndfile cannot decode: reported as unsupported, never read.
+UNSUPPORTED_AUDIO_EXTENSIONS = frozenset(
+    ".m4a .m4b .aac .alac .wma .amr .ape .wv .ac3 .dts .mka .mp4 .m4v .mov .webm .mkv .avi .flv "
+    ".3gp .wmv .mpg .mpeg".split()
+)
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | UNSUPPORTED_AUDIO_EXTENSIONS
+
+_BLOCK_FRAMES = 1 << 16
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the header says about a file."""
+
+    sample_rate: int
+    frames: int
+    channels: int
+    format: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """Outcome of validating one file: `info` and levels when usable, else a `reason`."""
+
+    path: str
+    info: AudioInfo | None = None
+    reason: str | None = None
+    peak_db: float = -math.inf
+    rms_db: float = -math.inf
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+def probe(path: str | os.PathLike) -> AudioInfo:
+    """Read a file's header. Raises ``soundfile.LibsndfileError`` if it is not readable audio."""
+    info = sf.info(str(path))
+    return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels), info.format)
+
+
+def _declared_data_shortfall(path: str, file_size: int) -> int:
+    """Bytes of audio a WAV/AIFF header promises beyond the end of the file (0 if complete).
+
+    libsndfile quietly shrinks the frame count of a truncated WAV to what is present, so a cut
+    upload would otherwise pass as a shorter, valid file. Headers with an unknown (0 or 2³²−1)
+    length, as streaming writers leave them, are not treated as truncated.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12:
+            return 0
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            endian, data_id = "<", b"data"
+        elif head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+            endian, data_id = ">", b"SSND"
+        else:
+            return 0
+        offset = 12
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return 0
+            chunk_id, size = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
+            offset += 8
+            if chunk_id == data_id:
+                if size in (0, 0xFFFFFFFF):
+                    return 0
+                return max(0, offset + size - file_size)
+            offset += size + (size & 1)  # chunks are padded to even length
+            f.seek(offset)
+
+
+def _level_db(value: float) -> float:
+    return 20.0 * math.log10(value) if value > 0 else -math.inf
+
+
+def check_audio_file(
+    path: str | os.PathLike,
+    *,
+    silence_threshold_db: float = -60.0,
+    validate_audio: bool = True,
+) -> FileCheck:
+    """Decide whether a file is usable training audio, and why not if it is not.
+
+    Reasons: unsupported format, empty file, unreadable (not audio / corrupt header), no audio
+    frames, truncated, non-finite samples (NaN/Inf), silent (peak below `silence_threshold_db`).
+    With `validate_audio` the whole file is decoded once, in blocks, to measure its peak and RMS;
+    without it only the header is read.
+    """
+    path = str(path)
+    suffix = Path(path).suffix.lower()
+    if suffix in UNSUPPORTED_AUDIO_EXTENSIONS:
+        return FileCheck(path, reason=f"unsupported format ({suffix}): soundfile cannot decode it")
+    try:
+        size = os.path.getsize(path)
+    except OSError as err:
+        return FileCheck(path, reason=f"unreadable: {err.strerror or err}")
+    if size == 0:
+        return FileCheck(path, reason="empty file (0 bytes)")
+    try:
+        info = probe(path)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        detail = str(err).split(": ", 1)[-1] if ": " in str(err) else str(err)
+        return FileCheck(path, reason=f"unreadable: {detail}")
+    if info.frames <= 0 or info.sample_rate <= 0 or info.channels <= 0:
+        return FileCheck(path, reason="no audio frames")
+    shortfall = _declared_data_shortfall(path, size)
+    if shortfall:
+        return FileCheck(path, reason=f"truncated: header promises {shortfall} more bytes")
+    if not validate_audio:
+        return FileCheck(path, info=info)
+    peak, sum_sq, frames = 0.0, 0.0, 0
+    try:
+        with sf.SoundFile(path) as f:
+            for block in f.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+                if not np.isfinite(block).all():
+                    return FileCheck(path, reason="non-finite samples (NaN/Inf)")
+                peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
+                sum_sq += float(np.dot(block.ravel(), block.ravel()))
+                frames += len(block)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        return FileCheck(path, reason=f"truncated or corrupt: {err}")
+    if frames < info.frames:
+        return FileCheck(path, reason=f"truncated: {frames} of {info.frames} frames decodable")
+    peak_db = _level_db(peak)
+    rms_db = _level_db(math.sqrt(sum_sq / max(1, frames * info.channels)))
+    if peak_db < silence_threshold_db:
+        return FileCheck(path, reason=f"silent (peak {peak_db:.1f} dBFS)")
+    return FileCheck(path, info=info, peak_db=peak_db, rms_db=rms_db)
+
+
+@lru_cache(maxsize=64)
+def _resampling_filter(up: int, down: int) -> np.ndarray:
+    # Same design as scipy's resample_poly default (Kaiser β=5, 10 zero crossings per side),
+    # computed once per rate pair instead of once per clip.
+    max_rate = max(up, down)
+    return signal.firwin(20 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
+
+
+def _ratio(orig_sr: int, target_sr: int) -> tuple[int, int]:
+    frac = Fraction(target_sr, orig_sr)
+    return frac.numerator, frac.denominator
+
+
+def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Anti-aliased polyphase resampling along the last axis. (..., T) → (..., T')."""
+    if orig_sr == target_sr:
+        return x
+    up, down = _ratio(orig_sr, target_sr)
+    y = signal.resample_poly(x, up, down, axis=-1, window=_resampling_filter(up, down))
+    return y.astype(np.float32, copy=False)
+
+
+def _resampling_margin(orig_sr: int, target_sr: int) -> tuple[int, int]:
+    """Input frames to read beyond each side of a span, and the matching output frames.
+
+    The margin covers the filter's half-length and is a multiple of `down`, so the output
+    sample grid stays aligned with the first input frame of the span.
+    """
+    up, down = _ratio(orig_sr, target_sr)
+    half_len_in = 10 * max(up, down) / up
+    margin_in = down * math.ceil(half_len_in / down)
+    return margin_in, margin_in * up // down
+
+
+def read_frames(f: sf.SoundFile, start: int, num_frames: int) -> np.ndarray:
+    """Frames [start, start + num_frames) of an open file as float32 (C, num_frames); frames
+    outside the file (negative `start`, past the end) are zeros."""
+    out = np.zeros((f.channels, num_frames), dtype=np.float32)
+    lo, hi = max(0, start), min(f.frames, start + num_frames)
+    if hi > lo:
+        f.seek(lo)
+        data = f.read(hi - lo, dtype="float32", always_2d=True)
+        out[:, lo - start : lo - start + len(data)] = data.T
+    return out
+
+
+def select_channels(x: np.ndarray, mode: str, rng: np.random.Generator | None = None) -> np.ndarray:
+    """(C, T) → (1, T) for 'mono' / 'first' / 'random', (2, T) for 'stereo'."""
+    if mode == "mono":
+        return x.mean(axis=0, keepdims=True) if len(x) > 1 else x
+    if mode == "first":
+        return x[:1]
+    if mode == "random":
+        if rng is None:
+            raise ValueError("channels='random' needs a random generator")
+        return x[[int(rng.integers(len(x)))]]
+    if mode == "stereo":
+        return np.repeat(x, 2, axis=0) if len(x) == 1 else x[:2]
+    raise ValueError(f"unknown channel mode {mode!r}; choose from mono, first, random, stereo")
+
+
+def load_span(
+    path: str | os.PathLike,
+    start: int,
+    num_frames: int,
+    target_sr: int,
+    *,
+    channels: str = "mono",
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Decode `num_frames` output frames at `target_sr` starting at input frame `start`.
+
+    Reads only the input frames needed (plus the resampling filter's margin), selects or
+    down-mixes channels first (cheaper than resampling every channel), then resamples.
+    Returns float32 (C, num_frames) with C = 2 for ``channels='stereo'``, else 1.
+    """
+    with sf.SoundFile(str(path)) as f:
+        orig_sr = f.samplerate
+        if orig_sr == target_sr:
+            return select_channels(read_frames(f, start, num_frames), channels, rng)
+        up, down = _ratio(orig_sr, target_sr)
+        margin_in, margin_out = _resampling_margin(orig_sr, target_sr)
+        frames_in = math.ceil(num_frames * down / up)
+        raw = read_frames(f, start - margin_in, frames_in + 2 * margin_in)
+    x = resample(select_channels(raw, channels, rng), orig_sr, target_sr)
+    return np.ascontiguousarray(x[:, margin_out : margin_out + num_frames])
+
+
+def load_audio(path: str | os.PathLike, target_sr: int, *, channels: str = "mono") -> np.ndarray:
+    """A whole file at `target_sr`: float32 (C, T)."""
+    with sf.SoundFile(str(path)) as f:
+        orig_sr = f.samplerate
+        x = f.read(dtype="float32", always_2d=True).T
+    return resample(select_channels(x, channels), orig_sr, target_sr)

@@ -1,0 +1,402 @@
+"""Corpus index: one row per usable audio file, as a memory-mapped ``datasets.Dataset``.
+
+:func:`build_corpus_index` takes a folder (scanned recursively) or a manifest (CSV/TSV, JSON
+lines or Parquet with a path column), checks every file in parallel with a progress bar, drops
+the bad ones into a report, and caches the result outside the corpus: a second run over an
+unchanged corpus loads the cached Arrow table instead of rescanning audio.
+
+Index columns: ``path`` (absolute), ``sample_rate``, ``frames``, ``channels``, ``duration`` (s),
+``format``, ``peak_db``, ``rms_db`` (dBFS, -inf when only headers were read), ``class`` when
+classes are given, and any other manifest columns unchanged (e.g. weak ``labels``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from wildsep.data.audio_io import AUDIO_EXTENSIONS, check_audio_file
+from wildsep.data.config import CorpusConfig, default_cache_dir
+
+logger = logging.getLogger(__name__)
+
+INDEX_VERSION = 1
+MANIFEST_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json"}
+MANIFEST_SUFFIXES |= {".parquet": "parquet", ".pq": "parquet"}
+SCAN_COLUMNS = ("sample_rate", "frames", "channels", "duration", "format", "peak_db", "rms_db")
+_SMALL_CORPUS = 256  # below this, starting worker processes costs more than it saves
+
+
+@dataclass(frozen=True)
+class CorpusIndex:
+    """A built index: the table of usable files plus where its cache and skip report live."""
+
+    dataset: datasets.Dataset
+    """One row per usable file (columns in the module docstring), memory-mapped."""
+    source: Path
+    cache_path: Path
+    report_path: Path
+    """CSV (path, reason) of every skipped file."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Number of skipped files per reason category (e.g. ``{"silent": 3}``)."""
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def classes(self) -> list[str]:
+        """Sorted distinct classes, or [] for an unlabeled corpus."""
+        if "class" not in self.dataset.column_names:
+            return []
+        return sorted(set(self.dataset.data.column("class").to_pylist()))
+
+    @property
+    def hours(self) -> float:
+        return float(sum(self.dataset.data.column("duration").to_pylist())) / 3600.0
+
+
+def resolve_config(
+    source: str | os.PathLike | CorpusConfig, options: dict[str, Any]
+) -> CorpusConfig:
+    """A :class:`CorpusConfig` from a path plus option overrides, or a config as given."""
+    valid = set(CorpusConfig.__dataclass_fields__) - {"source"}
+    unknown = set(options) - valid
+    if unknown:
+        raise ValueError(f"unknown corpus option(s) {sorted(unknown)}; valid: {sorted(valid)}")
+    if isinstance(source, CorpusConfig):
+        return replace(source, **options) if options else source
+    return CorpusConfig(source=os.fspath(source), **options)
+
+
+def source_path(config: CorpusConfig) -> Path:
+    """The resolved corpus folder or manifest; clear errors if missing or not a manifest."""
+    if not config.source:
+        raise ValueError("no corpus source given: set `source` to a folder or a manifest file")
+    path = Path(config.source).expanduser().resolve()
+    if not path.exists():
+        raise FileNotFoundError(f"corpus path {path} does not exist")
+    if path.is_file() and path.suffix.lower() not in MANIFEST_SUFFIXES:
+        raise ValueError(
+            f"{path} is a file but not a manifest; give a folder, or a manifest ending in "
+            f"{sorted(MANIFEST_SUFFIXES)}"
+        )
+    return path
+
+
+def _walk_audio_files(
+    root: Path, extensions: frozenset[str]
+) -> Iterator[tuple[str, os.stat_result]]:
+    """(path relative to root, stat) of candidate files, sorted, skipping hidden entries."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
+        except OSError as err:
+            logger.warning("cannot list %s: %s", folder, err)
+            continue
+        files = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+            elif os.path.splitext(entry.name)[1].lower() in extensions:
+                files.append(entry)
+        for entry in reversed(files):
+            try:
+                stat = entry.stat()
+            except OSError:
+                continue  # a dangling symlink; not worth a report line
+            yield os.path.relpath(entry.path, root), stat
+
+
+def list_folder(root: Path, config: CorpusConfig) -> tuple[dict[str, list], str]:
+    """Candidate files under `root` (columns ``path``, maybe ``class``) and a digest of
+    their names, sizes and modification times."""
+    extensions = frozenset(config.extensions) if config.extensions else AUDIO_EXTENSIONS
+    digest = hashlib.sha256()
+    paths, classes = [], []
+    for rel, stat in _walk_audio_files(root, extensions):
+        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        paths.append(str(root / rel))
+        parts = Path(rel).parts
+        classes.append(parts[0] if len(parts) > 1 else "")
+    columns: dict[str, list] = {"path": paths}
+    if config.class_from_folder:
+        columns["class"] = classes
+    return columns, digest.hexdigest()
+
+
+def load_manifest(path: Path, config: CorpusConfig, work_dir: Path) -> datasets.Dataset:
+    """A manifest as a memory-mapped Arrow table (under `work_dir`) with the path column
+    renamed to ``path`` and the class column, if any, to ``class``."""
+    kind = MANIFEST_SUFFIXES[path.suffix.lower()]
+    kwargs: dict[str, Any] = {"cache_dir": str(work_dir)}
+    if path.suffix.lower() == ".tsv":
+        kwargs["sep"] = "\t"
+    loader = {
+        "csv": datasets.Dataset.from_csv,
+        "json": datasets.Dataset.from_json,
+        "parquet": datasets.Dataset.from_parquet,
+    }[kind]
+    try:
+        table = loader(str(path), **kwargs)
+    except Exception as err:  # pyarrow/pandas raise many types for malformed files
+        raise ValueError(f"cannot read manifest {path}: {err}") from None
+    if config.path_column not in table.column_names:
+        raise ValueError(
+            f"manifest {path} has no path column {config.path_column!r}; its columns are "
+            f"{table.column_names} (set path_column to the right one)"
+        )
+    if config.class_column and config.class_column not in table.column_names:
+        raise ValueError(
+            f"manifest {path} has no class column {config.class_column!r}; its columns are "
+            f"{table.column_names}"
+        )
+    clashes = [c for c in (*SCAN_COLUMNS, "ok", "reason") if c in table.column_names]
+    if clashes:  # recomputed from the audio itself, which is the authority
+        table = table.remove_columns(clashes)
+    renames = {config.path_column: "path"}
+    if config.class_column and config.class_column != "class":
+        if "class" in table.column_names:  # keep the user's column, out of the way
+            table = table.rename_column("class", "manifest_class")
+        renames[config.class_column] = "class"
+    renames = {k: v for k, v in renames.items() if k != v}
+    table = table.rename_columns(renames) if renames else table
+    if "class" in table.column_names:  # a column named `class` is used even if not configured
+        table = table.cast_column("class", datasets.Value("string"))
+    return table
+
+
+def _manifest_signature(path: Path) -> str:
+    stat = path.stat()
+    return f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
+
+
+def absolute_paths(batch: dict[str, list], base: str) -> dict[str, list]:
+    """Resolve manifest paths relative to the manifest folder `base`."""
+    return {"path": [os.path.normpath(os.path.join(base, str(p))) for p in batch["path"]]}
+
+
+def check_batch(
+    batch: dict[str, list], silence_threshold_db: float, validate_audio: bool, needs_class: bool
+) -> dict[str, list]:
+    """Check each path of a batch (see :func:`check_audio_file`); the rows gain ``ok``,
+    ``reason`` and the :data:`SCAN_COLUMNS`."""
+    out: dict[str, list] = {k: [] for k in ("ok", "reason", *SCAN_COLUMNS)}
+    for i, path in enumerate(batch["path"]):
+        check = check_audio_file(
+            path, silence_threshold_db=silence_threshold_db, validate_audio=validate_audio
+        )
+        reason = check.reason
+        if reason is None and needs_class and not batch["class"][i]:
+            reason = "no class (not inside a class folder, or empty class column)"
+        info = check.info
+        out["ok"].append(reason is None)
+        out["reason"].append(reason or "")
+        out["sample_rate"].append(info.sample_rate if info else 0)
+        out["frames"].append(info.frames if info else 0)
+        out["channels"].append(info.channels if info else 0)
+        out["duration"].append(info.duration if info else 0.0)
+        out["format"].append(info.format if info else "")
+        out["peak_db"].append(check.peak_db)
+        out["rms_db"].append(check.rms_db)
+    return out
+
+
+_SCAN_FEATURES = {
+    "ok": datasets.Value("bool"),
+    "reason": datasets.Value("string"),
+    "sample_rate": datasets.Value("int32"),
+    "frames": datasets.Value("int64"),
+    "channels": datasets.Value("int16"),
+    "duration": datasets.Value("float64"),
+    "format": datasets.Value("string"),
+    "peak_db": datasets.Value("float32"),
+    "rms_db": datasets.Value("float32"),
+}
+
+
+def scan_files(
+    candidates: datasets.Dataset, config: CorpusConfig, *, desc: str, progress: bool = True
+) -> datasets.Dataset:
+    """Check every ``path`` of `candidates` in parallel; adds ``ok``, ``reason`` and the
+    :data:`SCAN_COLUMNS`."""
+    num_proc = config.num_proc if config.num_proc is not None else (os.cpu_count() or 1)
+    if len(candidates) < _SMALL_CORPUS or num_proc <= 1:
+        num_proc = None
+    features = candidates.features.copy()
+    features.update(_SCAN_FEATURES)
+    with progress_bars(progress):
+        return candidates.map(
+            check_batch,
+            batched=True,
+            batch_size=32,
+            num_proc=num_proc,
+            fn_kwargs={
+                "silence_threshold_db": config.silence_threshold_db,
+                "validate_audio": config.validate_audio,
+                "needs_class": "class" in candidates.column_names,
+            },
+            features=datasets.Features(features),
+            load_from_cache_file=False,  # our own cache decides when to rescan
+            desc=desc,
+        )
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """Show `datasets`' progress bars only where they help (the scan), not for bookkeeping."""
+    was_enabled = datasets.is_progress_bar_enabled()
+    (datasets.enable_progress_bars if enabled else datasets.disable_progress_bars)()
+    try:
+        yield
+    finally:
+        (datasets.enable_progress_bars if was_enabled else datasets.disable_progress_bars)()
+
+
+def _reason_category(reason: str) -> str:
+    return reason.split(" (")[0].split(":")[0]
+
+
+def _write_report(path: Path, rows: list[dict[str, str]]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "reason"])
+        writer.writerows([row["path"], row["reason"]] for row in rows)
+
+
+def build_corpus_index(
+    source: str | os.PathLike | CorpusConfig,
+    *,
+    refresh: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> CorpusIndex:
+    """Index a corpus folder or manifest (cached; see the module docstring).
+
+    `source` is a path or a :class:`CorpusConfig`; `options` are :class:`CorpusConfig` fields
+    (``class_from_folder=True``, ``cache_dir=...``, ``num_proc=...``). `refresh` rescans even if
+    a cached index matches. Raises ``FileNotFoundError`` for a missing path and ``ValueError``
+    for a manifest without the path column or a corpus without a single usable file.
+    """
+    config = resolve_config(source, options)
+    path = source_path(config)
+    cache_root = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+    cache_root = cache_root.resolve() / "index"
+    if path.is_dir() and cache_root.is_relative_to(path):
+        raise ValueError(f"the index cache {cache_root} must not be inside the corpus {path}")
+    cache_root.mkdir(parents=True, exist_ok=True)
+
+    settings = asdict(config)
+    for key in ("source", "cache_dir", "num_proc"):
+        settings.pop(key)
+    work_dir = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_root))
+    try:
+        if path.is_dir():
+            columns, listing = list_folder(path, config)
+            signature = f"folder\0{path}\0{listing}"
+        else:
+            signature = f"manifest\0{_manifest_signature(path)}"
+            columns = None
+        key = hashlib.sha256(
+            json.dumps([INDEX_VERSION, signature, settings], sort_keys=True).encode()
+        ).hexdigest()[:20]
+        cache_path = cache_root / key
+        cached = _load_cached(cache_path, path)
+        if cached is not None and not refresh:
+            return cached
+
+        with progress_bars(False):
+            candidates = _candidates(path, config, columns, work_dir)
+        scanned = scan_files(candidates, config, desc=f"Scanning {path.name}", progress=progress)
+        ok = scanned.data.column("ok").to_pylist()
+        bad_ids = [i for i, good in enumerate(ok) if not good]
+        bad_rows = scanned.select_columns(["path", "reason"]).select(bad_ids).to_list()
+        good = scanned.select([i for i, good in enumerate(ok) if good]).remove_columns(
+            ["ok", "reason"]
+        )
+        skipped = dict(Counter(_reason_category(r["reason"]) for r in bad_rows))
+        if len(good) == 0:
+            report = work_dir.parent / f"{key}-skipped.csv"
+            _write_report(report, bad_rows)
+            raise ValueError(
+                f"no usable audio in {path}: all {len(scanned)} candidate files were skipped "
+                f"({skipped}); see {report}"
+            )
+        staging = work_dir / "result"
+        staging.mkdir()
+        with progress_bars(False):
+            good.save_to_disk(str(staging / "index"))
+        _write_report(staging / "skipped.csv", bad_rows)
+        summary = {"source": str(path), "files": len(good), "skipped": skipped}
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if cache_path.exists():
+            shutil.rmtree(cache_path)
+        try:
+            staging.rename(cache_path)
+        except OSError:  # another process finished the same index first; use theirs
+            pass
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    index = _load_cached(cache_path, path)
+    assert index is not None
+    _log_summary(index)
+    return index
+
+
+def _candidates(
+    path: Path, config: CorpusConfig, columns: dict[str, list] | None, work_dir: Path
+) -> datasets.Dataset:
+    """The rows to scan: listed folder files, or the manifest with absolute paths."""
+    if columns is not None:
+        if not columns["path"]:
+            raise ValueError(
+                f"no audio files found under {path} (looked for suffixes "
+                f"{sorted(config.extensions or AUDIO_EXTENSIONS)})"
+            )
+        return datasets.Dataset.from_dict(columns)
+    candidates = load_manifest(path, config, work_dir / "manifest")
+    return candidates.map(
+        absolute_paths,
+        batched=True,
+        fn_kwargs={"base": str(path.parent)},
+        load_from_cache_file=False,
+    )
+
+
+def _load_cached(cache_path: Path, source: Path) -> CorpusIndex | None:
+    summary_path = cache_path / "summary.json"
+    if not summary_path.is_file():
+        return None
+    try:
+        summary = json.loads(summary_path.read_text())
+        dataset = datasets.load_from_disk(str(cache_path / "index"))
+    except (OSError, ValueError, FileNotFoundError):
+        return None
+    return CorpusIndex(dataset, source, cache_path, cache_path / "skipped.csv", summary["skipped"])
+
+
+def _log_summary(index: CorpusIndex) -> None:
+    skipped = sum(index.skipped.values())
+    logger.info(
+        "indexed %d files (%.2f h) from %s%s",
+        len(index),
+        index.hours,
+        index.source,
+        f"; skipped {skipped} {index.skipped}, listed in {index.report_path}" if skipped else "",
+    )

@@ -14,13 +14,14 @@ from functools import lru_cache
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
 from wildsep.data.audio_io import load_span
 from wildsep.data.config import ClipConfig
-from wildsep.data.index import CorpusIndex
+from wildsep.data.index import CorpusIndex, arrow_table
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +42,6 @@ def parse_key(key: int | Sequence[int]) -> tuple[int, ...]:
     if isinstance(key, (int, np.integer)):
         return (0, int(key))
     return tuple(int(k) for k in key)
-
-
-def _dataset(index: CorpusIndex | datasets.Dataset) -> datasets.Dataset:
-    return index.dataset if isinstance(index, CorpusIndex) else index
 
 
 def level_db(x: np.ndarray) -> float:
@@ -95,8 +92,10 @@ class ClipSampler:
     worker processes share them copy-on-write and lookups cost no Python objects per file.
     """
 
-    def __init__(self, index: CorpusIndex | datasets.Dataset, config: ClipConfig) -> None:
-        table = _dataset(index).data
+    def __init__(
+        self, index: CorpusIndex | datasets.Dataset | pa.Table, config: ClipConfig
+    ) -> None:
+        table = arrow_table(index, ["path", "sample_rate", "frames"])
         if table.num_rows == 0:
             raise ValueError("cannot sample clips from an empty index")
         self.config = config

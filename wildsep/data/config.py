@@ -203,12 +203,12 @@ class PromptConfig:
 
     def resolved(self) -> PromptConfig:
         """A copy with every `None` table replaced by the built-in one."""
-        max_app = self.max_appearances
-        return PromptConfig(
-            self._initial(),
-            self._transitions(),
-            dict(max_app) if max_app is not None else _tuss_max_appearances(),
-        )
+        transitions = self._transitions()
+        if self.max_appearances is not None:
+            max_appearances = dict(self.max_appearances)
+        else:  # the TUSS limits of the classes this chain has
+            max_appearances = {c: n for c, n in _tuss_max_appearances().items() if c in transitions}
+        return PromptConfig(self._initial(), transitions, max_appearances)
 
     @property
     def classes(self) -> list[str]:

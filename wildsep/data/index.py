@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute  # registers pa.compute
 
 from wildsep.data.audio_io import AUDIO_EXTENSIONS, check_audio_file
 from wildsep.data.config import CorpusConfig, default_cache_dir
@@ -61,11 +63,29 @@ class CorpusIndex:
         """Sorted distinct classes, or [] for an unlabeled corpus."""
         if "class" not in self.dataset.column_names:
             return []
-        return sorted(set(self.dataset.data.column("class").to_pylist()))
+        return sorted(set(arrow_table(self, ["class"]).column("class").to_pylist()))
 
     @property
     def hours(self) -> float:
-        return float(sum(self.dataset.data.column("duration").to_pylist())) / 3600.0
+        return (
+            float(pa.compute.sum(arrow_table(self, ["duration"]).column("duration")).as_py()) / 3600
+        )
+
+
+def arrow_table(
+    index: CorpusIndex | datasets.Dataset | pa.Table, columns: list[str] | None = None
+) -> pa.Table:
+    """The rows of an index (or of a filtered/selected view of one) as an Arrow table.
+
+    ``Dataset.data`` is the underlying table *before* any ``filter``/``select``; this applies
+    the view. Unfiltered tables come back as zero-copy slices of the memory map.
+    """
+    if isinstance(index, pa.Table):
+        return index.select(columns) if columns is not None else index
+    dataset = index.dataset if isinstance(index, CorpusIndex) else index
+    if columns is not None:
+        dataset = dataset.select_columns(columns)
+    return dataset.with_format("arrow")[:]
 
 
 def resolve_config(
@@ -324,7 +344,7 @@ def build_corpus_index(
         with progress_bars(False):
             candidates = _candidates(path, config, columns, work_dir)
         scanned = scan_files(candidates, config, desc=f"Scanning {path.name}", progress=progress)
-        ok = scanned.data.column("ok").to_pylist()
+        ok = arrow_table(scanned, ["ok"]).column("ok").to_pylist()
         bad_ids = [i for i, good in enumerate(ok) if not good]
         bad_rows = scanned.select_columns(["path", "reason"]).select(bad_ids).to_list()
         good = scanned.select([i for i, good in enumerate(ok) if good]).remove_columns(

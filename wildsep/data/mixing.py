@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from wildsep.data.clips import STREAM_MIX, ClipSampler, as_tensor, keyed_rng, parse_key
 from wildsep.data.config import ClipConfig, DynamicMixingConfig
-from wildsep.data.index import CorpusIndex
+from wildsep.data.index import CorpusIndex, arrow_table
 from wildsep.data.prompts import MarkovPromptSampler
 
 
@@ -55,14 +55,14 @@ class DynamicMixingDataset(Dataset):
         self.clip_config = replace(clip_config or ClipConfig(), normalize="none")
         self.seed = seed
         self.chain = MarkovPromptSampler(self.config.prompts)
-        table = pools.dataset if isinstance(pools, CorpusIndex) else pools
+        table = arrow_table(pools)
         if "class" not in table.column_names:
             raise ValueError(
                 "dynamic mixing needs labeled pools (a `class` column); index them with "
                 "class_from_folder=True or a manifest class column"
             )
         self.sampler = ClipSampler(table, self.clip_config)
-        classes = np.asarray(table.data.column("class").to_pylist(), dtype=object)
+        classes = np.asarray(table.column("class").to_pylist(), dtype=object)
         self.pools = {c: np.flatnonzero(classes == c) for c in np.unique(classes)}
         self._check_pools()
 

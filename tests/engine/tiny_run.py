@@ -1,0 +1,123 @@
+"""A complete, tiny training run for the engine tests; also launched as a script.
+
+    python tiny_run.py RUN_DIR STEPS [--global-batch B] [--nan-at STEP] [--hang-at STEP]
+
+Writes one JSON line per step to RUN_DIR/losses.<rank>.jsonl and the final parameters to
+RUN_DIR/params.safetensors (main process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from wildsep.engine import Objective, Stage, TrainConfig, Trainer, make_accelerator
+from wildsep.objectives import MixITConfig, MixITObjective
+
+LENGTH = 256
+
+
+class TinySeparator(nn.Module):
+    """(B, T) → (B, 4, T): enough to train MixIT on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv1d(1, 8, 9, padding=4), nn.Tanh(), nn.Conv1d(8, 4, 9, padding=4)
+        )
+
+    def forward(self, mixture: torch.Tensor) -> torch.Tensor:
+        return self.net(mixture.unsqueeze(1))
+
+    def save_pretrained(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(self.state_dict(), folder / "model.safetensors")
+
+
+def batches(global_batch: int, rank: int, world: int, nan_at: int, hang_at: int):
+    """Micro-batch i is a pure function of i; each process takes its slice of the global batch."""
+
+    def source(position: int):
+        i = position
+        while True:
+            if i == hang_at:
+                time.sleep(600)  # stands in for a long step, so the test can kill us here
+            gen = torch.Generator().manual_seed(i)
+            refs = torch.randn(global_batch, 2, LENGTH, generator=gen)
+            if i == nan_at:
+                refs[0, 0, 0] = float("nan")
+            local = refs[rank * global_batch // world : (rank + 1) * global_batch // world]
+            yield {"mixture": local.sum(1), "references": local}
+            i += 1
+
+    return source
+
+
+class Recording(Objective):
+    """Wraps an objective and appends every step's loss to a file."""
+
+    def __init__(self, inner: Objective, path: Path) -> None:
+        super().__init__()
+        self.inner, self.path = inner, path
+
+    def forward(self, model, batch, step):
+        terms = self.inner(model, batch, step)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"step": step, "loss": float(terms["loss"].detach())}) + "\n")
+        return terms
+
+
+def run(
+    run_dir: Path,
+    steps: int,
+    global_batch: int = 4,
+    nan_at: int = -1,
+    hang_at: int = -1,
+    checkpoint_every: int = 2,
+    **overrides,
+) -> Trainer:
+    torch.manual_seed(0)
+    config = TrainConfig(
+        max_steps=steps,
+        checkpoint_every=checkpoint_every,
+        log_every=1,
+        val_every=0,
+        keep_last=2,
+        **overrides,
+    )
+    config.optim.lr = 1e-2
+    config.schedule.warmup_steps = 2
+    accelerator = make_accelerator(config, run_dir)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    objective = Recording(MixITObjective(MixITConfig()), run_dir / f"losses.{rank}.jsonl")
+    trainer = Trainer(
+        config,
+        TinySeparator(),
+        [Stage("mixit", objective, steps)],
+        batches(global_batch, rank, world, nan_at, hang_at),
+        run_dir,
+        accelerator,
+        sample_rate=8000,
+    )
+    trainer.fit()
+    if accelerator.is_main_process:
+        state = accelerator.unwrap_model(trainer.model).state_dict()
+        save_file({k: v.contiguous() for k, v in state.items()}, run_dir / "params.safetensors")
+    return trainer
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("steps", type=int)
+    parser.add_argument("--global-batch", type=int, default=4)
+    parser.add_argument("--nan-at", type=int, default=-1)
+    parser.add_argument("--hang-at", type=int, default=-1)
+    args = parser.parse_args()
+    run(args.run_dir, args.steps, args.global_batch, args.nan_at, args.hang_at)

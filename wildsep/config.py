@@ -1,0 +1,113 @@
+"""Typed configs: YAML files and `key=value` overrides validated against dataclass schemas.
+
+A recipe declares its config as nested dataclasses; `load_config` merges the schema defaults,
+the YAML file and the command-line overrides with omegaconf, so an unknown key, a wrong type or
+a missing required value fails at start — naming the key and the valid choices — instead of
+hours into a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config that does not match its schema; the message says which key and what is valid."""
+
+
+def _schema_at(schema: type, dotted: str) -> type | None:
+    """The dataclass type found by following `dotted` field names from `schema`, if any."""
+    node: Any = schema
+    for part in filter(None, dotted.split(".")):
+        if not dataclasses.is_dataclass(node):
+            return None
+        node = typing.get_type_hints(node).get(part)
+    return node if dataclasses.is_dataclass(node) else None
+
+
+def _unknown_key_message(schema: type, error: ConfigKeyError, source: str) -> str:
+    key = str(getattr(error, "key", "") or "")
+    parent = str(getattr(error, "full_key", "") or "")
+    parent = parent.rsplit(".", 1)[0] if "." in parent else ""
+    node = _schema_at(schema, parent) or schema
+    valid = [f.name for f in dataclasses.fields(node)]
+    where = f"'{parent}'" if parent else "the top level"
+    message = f"unknown config key '{parent + '.' if parent else ''}{key}' in {source}"
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" — did you mean '{close[0]}'?" if close else ""
+    return f"{message}{hint}\nvalid keys at {where}: {', '.join(valid)}"
+
+
+def load_config(
+    schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()
+) -> T:
+    """Build a validated config: schema defaults ← YAML file ← `key=value` overrides.
+
+    Args:
+        schema: a dataclass type (nested dataclasses for sections).
+        path: YAML file, or None for the defaults alone.
+        overrides: dotted `key=value` strings, e.g. `["optim.lr=3e-4", "data.root=/corpus"]`.
+    Returns:
+        A read-only omegaconf object typed as `schema` (attribute access, type-checked).
+    Raises:
+        ConfigError: unknown key (with the valid keys and a close match), wrong type, missing
+            required value, unreadable YAML.
+    """
+    config = OmegaConf.structured(schema)
+    layers: list[tuple[str, DictConfig]] = []
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            layers.append((str(path), OmegaConf.load(path)))
+        except Exception as error:  # YAML syntax errors come in several exception types
+            raise ConfigError(f"cannot parse {path}: {error}") from error
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"overrides must look like key=value, got: {' '.join(bad)}")
+    layers.append(("the command line", OmegaConf.from_dotlist(list(overrides))))
+    for source, layer in layers:
+        try:
+            config = OmegaConf.merge(config, layer)
+        except ConfigKeyError as error:
+            raise ConfigError(_unknown_key_message(schema, error, source)) from None
+        except OmegaConfBaseException as error:
+            reason = str(error.msg).splitlines()[0]
+            raise ConfigError(
+                f"invalid value for '{error.full_key}' in {source}: {reason}"
+            ) from None
+    missing = sorted(OmegaConf.missing_keys(config))
+    if missing:
+        raise ConfigError(
+            f"required config values are missing: {', '.join(missing)} "
+            "(set them in the YAML file or as key=value on the command line)"
+        )
+    try:
+        OmegaConf.resolve(config)  # fail now on a bad ${...} interpolation or unset env var
+    except MissingMandatoryValue as error:
+        raise ConfigError(f"required config value is missing: {error.full_key}") from None
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"cannot resolve config value {error.full_key}: {error.msg}") from None
+    OmegaConf.set_readonly(config, True)
+    return config  # type: ignore[return-value]
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML (what the run actually used)."""
+    Path(path).write_text(OmegaConf.to_yaml(config, resolve=True))
+
+
+def to_dict(config: Any) -> dict:
+    """Plain nested dict of a config (for logging or JSON)."""
+    return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]

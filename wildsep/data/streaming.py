@@ -77,8 +77,8 @@ def stream_corpus(
     """Rows (``path``, ``sample_rate``, ``frames``, ``channels``, ``duration``, ..., ``class``
     when given) of the usable files this rank should read.
 
-    `num_shards` defaults to 16 per rank (a multiple of `world_size`, so ranks get whole
-    shards; DataLoader workers then split a rank's shards further). With `shuffle_seed` the
+    `num_shards` (default 16 per rank) is rounded to a multiple of `world_size` so ranks get
+    whole shards; DataLoader workers then split a rank's shards further. With `shuffle_seed` the
     shard order and a `buffer_size` window of rows are shuffled; call ``set_epoch`` on the
     result for a new order each epoch. Skipped files are appended to `report_path` (CSV
     ``path,reason`` without header), by default ``<cache>/stream/skipped-rank<r>.csv``.
@@ -99,8 +99,12 @@ def stream_corpus(
             key = hashlib.sha256(str(path).encode()).hexdigest()[:16]
             rows = load_manifest(path, config, stream_dir / f"manifest-{key}")
             rows = rows.map(absolute_paths, batched=True, fn_kwargs={"base": str(path.parent)})
-    shards = num_shards or 16 * world_size
-    shards = max(1, min(shards, len(rows)))
+    if len(rows) < world_size:
+        raise ValueError(f"{path} lists {len(rows)} files, fewer than the {world_size} ranks")
+    # A multiple of world_size, so that split_dataset_by_node hands whole shards to ranks. (With
+    # any other count it would fall back to every rank reading, and checking, every file.)
+    per_rank = (num_shards or 16 * world_size) // world_size
+    shards = world_size * max(1, min(per_rank, len(rows) // world_size))
     stream = rows.to_iterable_dataset(num_shards=shards)
     if shuffle_seed is not None:
         stream = stream.shuffle(seed=shuffle_seed, buffer_size=buffer_size)

@@ -22,7 +22,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.report import machine_description, markdown_table, write_section
+from benchmarks.report import BENCHMARKS_MD, machine_description, markdown_table, write_section
 from wildsep.data import (
     ClipConfig,
     ClipDataset,
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=20, help="timed batches per setting")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--output", type=Path, default=BENCHMARKS_MD, help="markdown to update")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(body)
     if not args.no_write:
-        write_section("data", body)
+        write_section("data", body, args.output)
 
 
 if __name__ == "__main__":

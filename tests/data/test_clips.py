@@ -147,3 +147,17 @@ def test_silent_crops_are_rejected(tmp_path: Path) -> None:
     loose = ClipDataset(index, ClipConfig(duration=0.25, silence_threshold_db=-np.inf))
     assert all(level_db(strict[(epoch, 0)].numpy()) > -40 for epoch in range(10))
     assert any(level_db(loose[(epoch, 0)].numpy()) == -np.inf for epoch in range(10))
+
+
+def test_a_file_that_disappears_after_indexing_does_not_stop_the_run(
+    tmp_path: Path, write_noise, caplog: pytest.LogCaptureFixture
+) -> None:
+    for i in range(3):
+        write_noise(tmp_path / "c" / f"{i}.wav")
+    index = build_corpus_index(tmp_path / "c", cache_dir=tmp_path / "cache", progress=False)
+    (tmp_path / "c" / "1.wav").unlink()
+    clips = ClipDataset(index, ClipConfig(duration=0.25), shuffle=False)
+    with caplog.at_level("WARNING"):
+        clip = clips[(0, 1)]  # position 1 is the deleted file; another one stands in
+    assert clip.shape == (4000,) and level_db(clip.numpy()) == pytest.approx(-20.0, abs=1e-3)
+    assert "1.wav" in caplog.text

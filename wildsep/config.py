@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
@@ -58,7 +59,7 @@ def load_config(
         path: YAML file, or None for the defaults alone.
         overrides: dotted `key=value` strings, e.g. `["optim.lr=3e-4", "data.root=/corpus"]`.
     Returns:
-        A read-only omegaconf object typed as `schema` (attribute access, type-checked).
+        An instance of `schema` (nested dataclass instances; their `__post_init__` checks ran).
     Raises:
         ConfigError: unknown key (with the valid keys and a close match), wrong type, missing
             required value, unreadable YAML.
@@ -76,7 +77,6 @@ def load_config(
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"overrides must look like key=value, got: {' '.join(bad)}")
-    layers.append(("the command line", OmegaConf.from_dotlist(list(overrides))))
     for source, layer in layers:
         try:
             config = OmegaConf.merge(config, layer)
@@ -87,6 +87,21 @@ def load_config(
             raise ConfigError(
                 f"invalid value for '{error.full_key}' in {source}: {reason}"
             ) from None
+        except TypeError as error:  # e.g. a mapping where the schema has a list
+            raise ConfigError(f"invalid structure in {source}: {error}") from None
+    for override in overrides:
+        # One at a time with `update`, so list items can be set too (`stages.0.steps=10`).
+        key, raw = override.split("=", 1)
+        try:
+            OmegaConf.update(config, key, yaml.safe_load(raw) if raw else "", merge=True)
+        except ConfigKeyError as error:
+            raise ConfigError(_unknown_key_message(schema, error, "the command line")) from None
+        except (OmegaConfBaseException, yaml.YAMLError, IndexError, TypeError) as error:
+            reason = str(getattr(error, "msg", error)).splitlines()[0]
+            if reason.startswith("Key '") and " not in " in reason:  # unknown nested key
+                error.key, error.full_key = reason.split("'")[1], key  # type: ignore[union-attr]
+                raise ConfigError(_unknown_key_message(schema, error, "the command line")) from None
+            raise ConfigError(f"invalid override {override!r}: {reason}") from None
     missing = sorted(OmegaConf.missing_keys(config))
     if missing:
         raise ConfigError(
@@ -99,15 +114,12 @@ def load_config(
         raise ConfigError(f"required config value is missing: {error.full_key}") from None
     except OmegaConfBaseException as error:
         raise ConfigError(f"cannot resolve config value {error.full_key}: {error.msg}") from None
-    OmegaConf.set_readonly(config, True)
-    return config  # type: ignore[return-value]
+    try:
+        return OmegaConf.to_object(config)  # type: ignore[return-value]
+    except (ValueError, TypeError) as error:  # a schema's own __post_init__ check
+        raise ConfigError(f"invalid config: {error}") from None
 
 
 def save_config(config: Any, path: str | Path) -> None:
-    """Write the resolved config as YAML (what the run actually used)."""
-    Path(path).write_text(OmegaConf.to_yaml(config, resolve=True))
-
-
-def to_dict(config: Any) -> dict:
-    """Plain nested dict of a config (for logging or JSON)."""
-    return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+    """Write a config (dataclass instance) as YAML: what the run actually used."""
+    Path(path).write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))

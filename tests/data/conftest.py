@@ -1,19 +1,10 @@
-"""Shared fixtures of the data tests. `demo_corpus` may move up to tests/conftest.py so that
-other packages' tests can use the same tiny corpus."""
+"""Shared fixtures of the data tests (`demo_corpus` lives in tests/conftest.py)."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-
-from wildsep.data.demo import generate
-
-
-@pytest.fixture(scope="session")
-def demo_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny demo corpus (``size="small"``, 16 kHz, seed 0), generated once per session."""
-    return generate(tmp_path_factory.mktemp("demo") / "corpus", size="small", num_workers=1)
 
 
 @pytest.fixture

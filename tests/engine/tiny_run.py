@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from wildsep.engine import Objective, Stage, TrainConfig, Trainer, make_accelerator
-from wildsep.objectives import MixITConfig, MixITObjective
+from wildsep.objectives import MixITObjective, MixITObjectiveConfig
 
 LENGTH = 256
 
@@ -95,7 +95,7 @@ def run(
     config.schedule.warmup_steps = 2
     accelerator = make_accelerator(config, run_dir)
     rank, world = accelerator.process_index, accelerator.num_processes
-    objective = Recording(MixITObjective(MixITConfig()), run_dir / f"losses.{rank}.jsonl")
+    objective = Recording(MixITObjective(MixITObjectiveConfig()), run_dir / f"losses.{rank}.jsonl")
     trainer = Trainer(
         config,
         TinySeparator(),

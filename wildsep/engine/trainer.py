@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 Batch = dict[str, Tensor]
 BatchSource = Callable[[int], Iterator[Batch]]  # position (micro-batches consumed) → batches
-Validate = Callable[[nn.Module, int], Mapping[str, float]]
+# validate(model, step) → scalars (float) and audio clips (1-D tensors, logged with spectrograms)
+Validate = Callable[[nn.Module, int], Mapping[str, float | Tensor]]
 
 
 class Precision(str, Enum):
@@ -125,6 +126,17 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
         gradient_accumulation_steps=config.grad_accum,
         project_dir=str(run_dir),
     )
+
+
+def spectrogram_image(audio: Tensor, n_fft: int = 512, range_db: float = 80.0) -> Tensor:
+    """(T,) → (1, F, frames) log-magnitude image in [0, 1], low frequencies at the bottom."""
+    window = torch.hann_window(n_fft)
+    if audio.numel() < n_fft:
+        audio = torch.nn.functional.pad(audio, (0, n_fft - audio.numel()))
+    spec = torch.stft(audio, n_fft, n_fft // 4, window=window, return_complex=True).abs()
+    db = 20 * torch.log10(spec + 1e-8)
+    db = (db - db.max() + range_db).clamp_min(0) / range_db
+    return db.flip(0).unsqueeze(0)
 
 
 class Trainer:
@@ -302,6 +314,17 @@ class Trainer:
         for name, value in self.counters.items():
             self.writer.add_scalar(f"train/{name}", value, self.step)
 
+    def _log_value(self, tag: str, value: float | Tensor) -> None:
+        if self.writer is None:
+            return
+        if not isinstance(value, Tensor):
+            self.writer.add_scalar(tag, value, self.step)
+            return
+        audio = value.detach().float().cpu().flatten()
+        peak = audio.abs().max().clamp_min(1e-8)
+        self.writer.add_audio(tag, (audio / peak).unsqueeze(0), self.step, self.sample_rate)
+        self.writer.add_image(f"{tag}/spectrogram", spectrogram_image(audio), self.step)
+
     def _validate(self) -> None:
         acc = self.accelerator
         metrics: dict[str, float] = {}
@@ -313,8 +336,7 @@ class Trainer:
                 metrics = dict(self.validate(model, self.step))
             model.train(was_training)
             for name, value in metrics.items():
-                if self.writer is not None:
-                    self.writer.add_scalar(f"val/{name}", value, self.step)
+                self._log_value(f"val/{name}", value)
         # The plateau schedule must change the rate on every process alike.
         key = self.config.plateau_metric.removeprefix("val/")
         value = metrics.get(key, math.nan) if acc.is_main_process else 0.0

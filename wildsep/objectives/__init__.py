@@ -1,14 +1,14 @@
 """Training objectives built on `losses/`: what a recipe's stages optimise."""
 
-from wildsep.objectives.mixit import MixITConfig, MixITMethod, MixITObjective, SparsityKind
-from wildsep.objectives.remixing import RemixingConfig, RemixingObjective, ema_update
+from wildsep.objectives.mixit import MixITMethod, MixITObjective, MixITObjectiveConfig, SparsityKind
+from wildsep.objectives.remixing import RemixingObjective, RemixingObjectiveConfig, ema_update
 
 __all__ = [
-    "MixITConfig",
     "MixITMethod",
     "MixITObjective",
-    "RemixingConfig",
+    "MixITObjectiveConfig",
     "RemixingObjective",
+    "RemixingObjectiveConfig",
     "SparsityKind",
     "ema_update",
 ]

@@ -23,7 +23,7 @@ class SparsityKind(str, Enum):
 
 
 @dataclass
-class MixITConfig:
+class MixITObjectiveConfig:
     method: MixITMethod = MixITMethod.exact
     snr_max: float = 30.0
     sparsity_weight: float = 0.0
@@ -48,7 +48,7 @@ class MixITObjective(Objective):
     The model maps (B, T) → (B, M, T).
     """
 
-    def __init__(self, config: MixITConfig) -> None:
+    def __init__(self, config: MixITObjectiveConfig) -> None:
         super().__init__()
         self.config = config
 

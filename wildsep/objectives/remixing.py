@@ -13,7 +13,7 @@ from wildsep.engine import Objective
 
 
 @dataclass
-class RemixingConfig:
+class RemixingObjectiveConfig:
     num_sources: int = 0  # K sources per mixture (the K most energetic outputs); 0 = all M
     self_remixing_weight: float = 1.0
     remixit_weight: float = 0.0
@@ -47,7 +47,7 @@ class RemixingObjective(Objective):
     the same ones. Batch: "mixture" (B, T). The model maps (B, T) → (B, M, T).
     """
 
-    def __init__(self, config: RemixingConfig, model: nn.Module) -> None:
+    def __init__(self, config: RemixingObjectiveConfig, model: nn.Module) -> None:
         super().__init__()
         self.config = config
         self.teacher = copy.deepcopy(model).requires_grad_(False).eval()

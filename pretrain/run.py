@@ -1,0 +1,118 @@
+"""Unsupervised pre-training of an unconditional separation backbone on unlabeled audio.
+
+    accelerate launch pretrain/run.py configs/mixit_yfcc.yaml [key=value ...]
+
+Runs the config's curriculum (MixIT with sparsity/covariance, then optionally Self-Remixing)
+on one CPU, one or many GPUs, DDP or DeepSpeed; resumes from the newest checkpoint in
+`run_dir`; exports the backbone to `run_dir/model`, which `finetune/tuss.py --init` accepts.
+See docs/pretraining.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from pretrain.config import ObjectiveKind, PretrainConfig, StageConfig
+from wildsep.config import ConfigError, load_config
+from wildsep.data import EvalSetDataset, build_corpus_index, build_mixit_loader
+from wildsep.engine import (
+    Objective,
+    Stage,
+    Trainer,
+    initialise_from,
+    make_accelerator,
+    positioned_batches,
+    prepare_run_dir,
+)
+from wildsep.models import from_preset
+from wildsep.objectives import MixITObjective, RemixingObjective
+from wildsep.validation import UnconditionalValidation
+
+
+def keep_skip_report(index, run_dir: Path, is_main: bool) -> None:
+    """Copy the index's list of unusable files (path, reason) into the run directory."""
+    report = Path(index.report_path)
+    if is_main and report.is_file():
+        shutil.copyfile(report, run_dir / "skipped_files.csv")
+
+
+def build_objective(stage: StageConfig, model) -> Objective:
+    if stage.objective == ObjectiveKind.mixit:
+        return MixITObjective(stage.mixit)
+    return RemixingObjective(stage.remixing, model)
+
+
+def build_validation(config: PretrainConfig, index) -> UnconditionalValidation:
+    v, data = config.validation, copy.deepcopy(config.data)
+    data.seed, data.num_workers = v.seed, 0
+    if v.corpus:
+        data.corpus.source = v.corpus
+        index = None
+    loader, _ = build_mixit_loader(data, index=index)
+    mom_batches = [batch for batch, _ in zip(loader, range(v.mom_batches), strict=False)]
+    labeled = []
+    if v.manifest:
+        examples = EvalSetDataset(v.manifest, data.clips.sample_rate)
+        for i in range(min(v.max_examples, len(examples))):
+            item = examples[i]
+            if v.seconds:
+                frames = int(v.seconds * data.clips.sample_rate)
+                item = {k: item[k][..., :frames] for k in ("mixture", "references")}
+            labeled.append(item)
+    return UnconditionalValidation(mom_batches, labeled, v.audio_examples)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", help="YAML config, e.g. configs/mixit_yfcc.yaml")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=10")
+    args = parser.parse_args(argv)
+    config = load_config(PretrainConfig, args.config, args.overrides)
+
+    model = from_preset(config.model.preset, **config.model.overrides)
+    if model.config.sample_rate != config.data.clips.sample_rate:
+        raise ConfigError(
+            f"data.clips.sample_rate={config.data.clips.sample_rate} but the model runs at "
+            f"{model.config.sample_rate} Hz: set model.overrides.sample_rate or the data rate"
+        )
+    if config.model.init:
+        initialise_from(model, config.model.init)
+
+    run_dir = Path(config.run_dir)
+    accelerator = make_accelerator(config.train, run_dir)
+    prepare_run_dir(run_dir, config, config.train.resume, accelerator.is_main_process)
+    with accelerator.main_process_first():  # index once; the other processes read the cache
+        index = build_corpus_index(config.data.corpus)
+    keep_skip_report(index, run_dir, accelerator.is_main_process)
+    loader, sampler = build_mixit_loader(
+        config.data,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+        index=index,
+    )
+    stages = [Stage(s.name, build_objective(s, model), s.steps) for s in config.stages]
+    validate = build_validation(config, index) if accelerator.is_main_process else None
+    trainer = Trainer(
+        config.train,
+        model,
+        stages,
+        positioned_batches(loader, sampler),
+        run_dir,
+        accelerator,
+        sample_rate=config.data.clips.sample_rate,
+        validate=validate,
+    )
+    return trainer.fit()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        main()
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")

@@ -1,0 +1,117 @@
+"""The pre-training recipe end to end on the tiny demo corpus (CPU)."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from pretrain.run import main
+from wildsep.config import ConfigError
+from wildsep.engine import latest_checkpoint
+from wildsep.models import Backbone, load_pretrained
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = str(ROOT / "configs" / "demo_pretrain.yaml")
+TINY_MODEL = [
+    "model.overrides.sample_rate=8000",
+    "model.overrides.n_fft=128",
+    "model.overrides.hop=64",
+    "model.overrides.dim=16",
+    "model.overrides.cross_attn_dim=16",
+    "model.overrides.cross_ffn_hidden=32",
+    "model.overrides.tse_attn_dim=16",
+    "model.overrides.tse_ffn_hidden=32",
+    "data.clips.sample_rate=8000",
+]
+
+
+def overrides(tmp_path: Path, corpus: Path, steps: int = 3, **extra: object) -> list[str]:
+    base = {
+        "run_dir": tmp_path / "run",
+        "data.corpus.source": corpus / "unlabeled",
+        "data.corpus.cache_dir": tmp_path / "cache",
+        "data.batch_size": 4,
+        "data.num_workers": 0,
+        "data.clips.duration": 0.5,
+        "train.max_steps": steps,
+        "train.log_every": 1,
+        "train.val_every": 2,
+        "train.checkpoint_every": 2,
+        "stages.0.steps": steps,
+        "validation.manifest": corpus / "valid" / "manifest.jsonl",
+        "validation.max_examples": 2,
+        "validation.seconds": 0.5,
+        "validation.mom_batches": 1,
+        **extra,
+    }
+    return TINY_MODEL + [f"{k}={v}" for k, v in base.items()]
+
+
+@pytest.mark.slow
+def test_pretraining_runs_exports_a_backbone_and_resumes(tmp_path, demo_corpus):
+    run = main([CONFIG, *overrides(tmp_path, demo_corpus)])
+    assert latest_checkpoint(run).name == "ckpt-000000003"
+    model = load_pretrained(run / "model")
+    assert isinstance(model, Backbone) and model.config.n_outputs == 4
+    assert model(torch.randn(2, 4000)).shape == (2, 4, 4000)
+    events = list((run / "tensorboard").glob("events.*"))
+    assert events and events[0].stat().st_size > 0
+    assert (run / "config.yaml").read_text().count("sample_rate: 8000") >= 2
+
+    # more steps on the same run directory continue from the checkpoint
+    run = main([CONFIG, *overrides(tmp_path, demo_corpus, steps=5)])
+    assert latest_checkpoint(run).name == "ckpt-000000005"
+
+
+@pytest.mark.slow
+def test_curriculum_mixit_then_self_remixing(tmp_path, demo_corpus):
+    stages = {
+        "stages": "[{name: mixit, objective: mixit, steps: 2}, "
+        "{name: remix, objective: remixing, steps: 2, remixing: {ema_every: 1}}]"
+    }
+    args = overrides(tmp_path, demo_corpus, steps=4)
+    run = main([CONFIG, *args, *[f"{k}={v}" for k, v in stages.items()]])
+    assert latest_checkpoint(run).name == "ckpt-000000004"
+    extra = latest_checkpoint(run) / "extra.safetensors"
+    assert extra.is_file()  # the EMA teacher is part of the checkpoint
+
+
+@pytest.mark.slow
+def test_a_corpus_with_broken_files_trains_and_reports_them(tmp_path, demo_corpus):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(demo_corpus / "unlabeled", corpus / "unlabeled")
+    (corpus / "unlabeled" / "empty.wav").write_bytes(b"")
+    (corpus / "unlabeled" / "notes.wav").write_text("not audio")
+    nan = torch.full((4000,), float("nan")).numpy()
+    sf.write(corpus / "unlabeled" / "nan.wav", nan, 8000, subtype="FLOAT")
+    before = sorted(p.name for p in (corpus / "unlabeled").iterdir())
+    run = main([CONFIG, *overrides(tmp_path, corpus, steps=2, **{"validation.manifest": "null"})])
+    report = (run / "skipped_files.csv").read_text()
+    assert sorted(line.split(",")[0].rsplit("/", 1)[-1] for line in report.splitlines()[1:]) == [
+        "empty.wav",
+        "nan.wav",
+        "notes.wav",
+    ]
+    assert sorted(p.name for p in (corpus / "unlabeled").iterdir()) == before  # nothing written
+
+
+def test_a_bad_config_key_fails_before_any_data_is_read(tmp_path):
+    missing = tmp_path / "does-not-exist"
+    with pytest.raises(ConfigError, match="did you mean 'lr'"):
+        main([CONFIG, f"data.corpus.source={missing}", "train.optim.lrr=1"])
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_missing_corpus_is_a_clear_error(tmp_path):
+    missing = tmp_path / "nowhere"
+    args = overrides(tmp_path, missing, **{"validation.manifest": "null"})
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        main([CONFIG, *args])
+
+
+def test_sample_rate_mismatch_is_a_clear_error(tmp_path, demo_corpus):
+    args = [*overrides(tmp_path, demo_corpus), "data.clips.sample_rate=16000"]
+    with pytest.raises(ConfigError, match="sample_rate"):
+        main([CONFIG, *args])

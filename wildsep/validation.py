@@ -1,0 +1,93 @@
+"""Validation of unconditional separators during training.
+
+`UnconditionalValidation(model, step)` returns scalars and a few audio examples, the form the
+engine's `validate` hook takes (floats are logged as scalars; 1-D tensors as audio plus a
+spectrogram image):
+
+- on held-out mixtures of mixtures: the MixIT loss ("loss", what the plateau schedule watches
+  by default) and MoMi, the SI-SNR improvement of the MixIT-remixed outputs over the MoM;
+- on a labeled validation set, when given: SI-SNRi of the outputs matched to the active
+  references, and the FUSS under/equal/over-separation rates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from losses import mixit, si_snr
+from wildsep.metrics import active_references, match_outputs, separation_counts, source_metrics
+
+
+class UnconditionalValidation:
+    """Callable validation of a model mapping (B, T) → (B, M, T).
+
+    Args:
+        mom_batches: fixed held-out batches {"mixture": (B, T), "references": (B, 2, T)}.
+        labeled: fixed examples {"mixture": (T,), "references": (N, T)} (silent references
+            are ignored).
+        audio_examples: how many labeled examples to log as audio (mixture and outputs).
+    """
+
+    def __init__(
+        self,
+        mom_batches: Sequence[dict[str, Tensor]],
+        labeled: Sequence[dict[str, Tensor]] = (),
+        audio_examples: int = 2,
+    ) -> None:
+        self.mom_batches, self.labeled, self.audio_examples = (
+            list(mom_batches),
+            list(labeled),
+            audio_examples,
+        )
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, step: int) -> dict[str, float | Tensor]:
+        device = next(model.parameters()).device
+        out: dict[str, float | Tensor] = {}
+        if self.mom_batches:
+            losses, momi = [], []
+            for batch in self.mom_batches:
+                mom, refs = batch["mixture"].to(device), batch["references"].to(device)
+                result = mixit(model(mom).float(), refs)
+                losses.append(result.loss)
+                base = si_snr(mom.unsqueeze(1).expand_as(refs), refs)
+                momi.append((si_snr(result.remixed, refs) - base).mean(-1))
+            out["loss"] = torch.cat(losses).mean().item()
+            out["momi"] = torch.cat(momi).mean().item()
+        if self.labeled:
+            out.update(self._labeled(model, device))
+        return out
+
+    def _labeled(self, model: nn.Module, device: torch.device) -> dict[str, float | Tensor]:
+        improvements, under, equal, over = [], 0, 0, 0
+        media: dict[str, Tensor] = {}
+        for i, example in enumerate(self.labeled):
+            mixture = example["mixture"].to(device)
+            refs = example["references"].to(device)
+            est = model(mixture.unsqueeze(0))[0].float()  # (M, T)
+            active = active_references(refs)
+            refs = refs[active]
+            if refs.shape[0]:
+                chosen = match_outputs(est, refs)
+                improvements.append(source_metrics(est[chosen], refs, mixture)["si_snri"])
+            n_est, n_ref = separation_counts(est, refs)
+            under += n_est < n_ref
+            equal += n_est == n_ref
+            over += n_est > n_ref
+            if i < self.audio_examples:
+                media[f"example{i}/mixture"] = mixture.cpu()
+                for m, output in enumerate(est):
+                    media[f"example{i}/output{m}"] = output.cpu()
+        count = max(1, len(self.labeled))
+        out: dict[str, float | Tensor] = {
+            "under_separation": under / count,
+            "equal_separation": equal / count,
+            "over_separation": over / count,
+        }
+        if improvements:
+            out["si_snri"] = torch.cat(improvements).mean().item()
+        out.update(media)
+        return out

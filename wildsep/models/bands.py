@@ -68,10 +68,11 @@ class BandLayout(nn.Module):
         super().__init__()
         self.widths = tuple(widths)
         # Plain lists, so the tables can also be built under `torch.device("meta")`.
-        starts, most = [sum(widths[:q]) for q in range(len(widths))], max(widths)
+        most = max(widths)
+        starts = [sum(widths[:q]) for q in range(len(widths))]
         index = [
-            [s + w if w < width else 0 for w in range(most)]
-            for s, width in zip(starts, widths, strict=True)
+            [start + w if w < width else 0 for w in range(most)]
+            for start, width in zip(starts, widths, strict=True)
         ]
         valid = [[w < width for w in range(most)] for width in widths]
         unpad = [q * most + w for q, width in enumerate(widths) for w in range(width)]

@@ -1,0 +1,152 @@
+"""Forward+backward time and peak memory of the separation models.
+
+Cases (issue #4): locoformer-m on 4 s at 8 kHz, batch 1; backbone-medium and tuss-medium (2 and
+4 prompts) on 6 s at 48 kHz, batch 4. On CPU the inputs are shortened and the batch is 1
+(`--seconds-scale`, `--batch`), so a run takes minutes rather than hours.
+
+    python -m benchmarks.models                                      # CPU, reduced size
+    python -m benchmarks.models --device cuda --dtype bf16 --compile # full size, eager + compiled
+
+Each case runs in a fresh process. Peak memory: on CUDA, `torch.cuda.max_memory_allocated`
+during one forward+backward minus what was allocated before it (weights, inputs); on CPU, the
+growth of the process's peak resident set (VmHWM, reset through /proc/self/clear_refs) over the
+first forward+backward, which includes allocator caching and is coarser than the CUDA figure.
+Writes the section `models-<device>` of docs/benchmarks.md unless `--no-write`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import multiprocessing
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from benchmarks.report import machine_description, markdown_table, time_call, write_section
+from wildsep.models import TUSS, from_preset
+
+
+@dataclass(frozen=True)
+class Case:
+    preset: str
+    sample_rate: int
+    seconds: float  # full-size duration
+    batch: int  # full-size batch
+    prompts: tuple[str, ...] = ()
+
+
+CASES = [
+    Case("locoformer-m", 8000, 4.0, 1),
+    Case("backbone-medium", 48000, 6.0, 4),
+    Case("tuss-medium", 48000, 6.0, 4, ("speech", "sfx")),
+    Case("tuss-medium", 48000, 6.0, 4, ("speech", "sfx", "speech", "musicbg")),
+]
+
+
+def _vm_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def run_case(
+    case: Case, device: str, dtype: str, compiled: bool, seconds: float, batch: int, repeats: int
+) -> dict[str, float]:
+    """Time and peak memory of one case; runs inside a fresh worker process."""
+    torch.manual_seed(0)
+    model = from_preset(case.preset).to(device)
+    args = (model.prompt_ids(list(case.prompts)),) if isinstance(model, TUSS) else ()
+    params = sum(p.numel() for p in model.parameters())
+    if compiled:
+        model = torch.compile(model)
+    mix = torch.randn(batch, int(seconds * case.sample_rate), device=device)
+
+    def step() -> None:
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bf16"):
+            est = model(mix, *args)
+        est.square().mean().backward()
+        model.zero_grad(set_to_none=True)
+
+    if device == "cuda":
+        step()  # compile / cudnn autotuning outside the measurement
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        peak = torch.cuda.max_memory_allocated() - before
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        before = _vm_kib("VmRSS")
+        step()
+        peak = (_vm_kib("VmHWM") - before) * 1024
+    return {
+        "params": params,
+        "seconds": time_call(step, repeats=repeats, warmup=1),
+        "peak_bytes": peak,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default=None, choices=["fp32", "bf16"], help="cuda: bf16")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--seconds-scale", type=float, default=None, help="cpu: 1/12")
+    parser.add_argument("--batch", type=int, default=None, help="cpu: 1; cuda: as in the issue")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    cpu = args.device == "cpu"
+    dtype = args.dtype or ("fp32" if cpu else "bf16")
+    scale = args.seconds_scale or (1 / 12 if cpu else 1.0)
+
+    rows = []
+    spawn = multiprocessing.get_context("spawn")  # a fresh process per case: clean peak memory
+    for case in CASES:
+        seconds, batch = case.seconds * scale, args.batch or (1 if cpu else case.batch)
+        for compiled in [False, True] if args.compile else [False]:
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+                result = pool.submit(
+                    run_case, case, args.device, dtype, compiled, seconds, batch, args.repeats
+                ).result()
+            mode = f"{dtype}, {'compiled' if compiled else 'eager'}"
+            rows.append(
+                [
+                    case.preset,
+                    f"{batch} × {seconds:.3g} s @ {case.sample_rate // 1000} kHz",
+                    str(len(case.prompts) or "–"),
+                    mode,
+                    f"{result['params'] / 1e6:.2f}M",
+                    f"{result['seconds'] * 1e3:.0f}",
+                    f"{result['peak_bytes'] / 2**20:.0f}",
+                ]
+            )
+            print(" | ".join(rows[-1]), flush=True)
+
+    memory = "CUDA max allocated" if not cpu else "peak RSS growth"
+    header = ["model", "input", "prompts", "mode", "params", "fwd+bwd (ms)", f"{memory} (MiB)"]
+    body = "\n\n".join(
+        [
+            f"### Models: forward + backward ({args.device})",
+            f"Machine: {machine_description()}. Median of {args.repeats} runs after one warm-up;"
+            " one forward + backward of a mean-square loss per run, each case in a fresh process."
+            + (
+                " CPU inputs are shortened (×1/12 of the issue's lengths by default) with batch 1;"
+                " memory is the growth of the process's peak RSS over the first step (includes"
+                " allocator caching)."
+                if cpu
+                else " Memory is `torch.cuda.max_memory_allocated` minus weights and inputs."
+            ),
+            markdown_table(header, rows),
+        ]
+    )
+    print(body)
+    if not args.no_write:
+        write_section(f"models-{args.device}", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -113,7 +113,11 @@ def load_config(
     except MissingMandatoryValue as error:
         raise ConfigError(f"required config value is missing: {error.full_key}") from None
     except OmegaConfBaseException as error:
-        raise ConfigError(f"cannot resolve config value {error.full_key}: {error.msg}") from None
+        raise ConfigError(
+            f"cannot resolve config value '{error.full_key}': {str(error.msg).splitlines()[0]}"
+            " — set it on the "
+            f"command line ({error.full_key}=...) or fix the YAML"
+        ) from None
     try:
         return OmegaConf.to_object(config)  # type: ignore[return-value]
     except (ValueError, TypeError) as error:  # a schema's own __post_init__ check

@@ -1,0 +1,51 @@
+"""Every shipped config loads against its schema; the Accelerate launch configs parse."""
+
+from pathlib import Path
+
+import pytest
+from accelerate.commands.config.config_args import load_config_from_file
+
+from pretrain.config import PretrainConfig
+from wildsep.config import load_config
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+SCHEMAS = {"demo_pretrain.yaml": PretrainConfig, "mixit_yfcc.yaml": PretrainConfig}
+
+
+def test_every_recipe_config_has_a_schema():
+    assert sorted(p.name for p in CONFIGS.glob("*.yaml")) == sorted(SCHEMAS)
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_config_loads(name, monkeypatch):
+    monkeypatch.setenv("WILDSEP_CORPUS", "/data/corpus")
+    config = load_config(SCHEMAS[name], CONFIGS / name)
+    assert config.stages and all(stage.steps > 0 for stage in config.stages)
+
+
+def test_mixit_yfcc_matches_the_tuss_medium_geometry(monkeypatch):
+    from wildsep.models import preset_config
+
+    monkeypatch.setenv("WILDSEP_CORPUS", "/data/corpus")
+    config = load_config(PretrainConfig, CONFIGS / "mixit_yfcc.yaml")
+    backbone = preset_config(config.model.preset, **config.model.overrides)
+    assert backbone.geometry() == preset_config("tuss-medium").geometry()
+    assert backbone.n_outputs == 8 and config.stages[0].mixit.method.value == "exact"
+    assert (
+        config.stages[0].mixit.sparsity_weight > 0 and config.stages[0].mixit.covariance_weight > 0
+    )
+    assert config.data.clips.sample_rate == backbone.sample_rate
+
+
+def test_mixit_yfcc_without_a_corpus_says_how_to_give_one(monkeypatch):
+    monkeypatch.delenv("WILDSEP_CORPUS", raising=False)
+    with pytest.raises(ValueError, match=r"WILDSEP_CORPUS.*data\.corpus\.source="):
+        load_config(PretrainConfig, CONFIGS / "mixit_yfcc.yaml")
+
+
+@pytest.mark.parametrize(
+    "path", sorted((CONFIGS / "accelerate").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_accelerate_config_parses(path):
+    config = load_config_from_file(str(path))
+    assert config.num_processes >= 1 and config.mixed_precision == "bf16"

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -33,7 +34,7 @@ from wildsep.engine.schedule import LRSchedule, ScheduleConfig
 
 log = logging.getLogger(__name__)
 
-Batch = dict[str, Tensor]
+Batch = dict[str, Any]  # tensors (moved to the device) and e.g. prompt lists (passed through)
 BatchSource = Callable[[int], Iterator[Batch]]  # position (micro-batches consumed) → batches
 # validate(model, step) → scalars (float) and audio clips (1-D tensors, logged with spectrograms)
 Validate = Callable[[nn.Module, int], Mapping[str, float | Tensor]]
@@ -260,7 +261,10 @@ class Trainer:
         audio_seconds = 0.0
         grad_norm = math.nan
         for _ in range(self.config.grad_accum):
-            batch = {k: v.to(acc.device, non_blocking=True) for k, v in next(data).items()}
+            batch = {
+                k: v.to(acc.device, non_blocking=True) if isinstance(v, Tensor) else v
+                for k, v in next(data).items()
+            }
             examples += batch["mixture"].shape[0]
             audio_seconds += (
                 batch["mixture"].shape[0] * batch["mixture"].shape[-1] / self.sample_rate

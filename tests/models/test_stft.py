@@ -53,6 +53,8 @@ def test_stays_float32_under_bf16_autocast() -> None:
     torch.testing.assert_close(spec, stft(x.bfloat16().float())[0])
 
 
-def test_rejects_unknown_window() -> None:
+def test_rejects_unknown_window_and_non_batched_input() -> None:
     with pytest.raises(ValueError, match="sqrt_hann"):
         STFT(256, 64, "hamming")
+    with pytest.raises(ValueError, match=r"\(B, T\), got \(1, 2, 300\)"):
+        STFT(256, 64)(torch.randn(1, 2, 300))

@@ -34,12 +34,10 @@ class STFT(nn.Module):
         self.register_buffer("window", win.sqrt() if window == "sqrt_hann" else win, False)
         self.n_fft, self.hop, self.normalize = n_fft, hop, normalize
 
-    @property
-    def n_bins(self) -> int:
-        return self.n_fft // 2 + 1
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, T) → spectrum (B, T', F, 2) with T' = T // hop + 1, and scale (B,)."""
+        if x.dim() != 2:
+            raise ValueError(f"expected a batch of mono waveforms (B, T), got {tuple(x.shape)}")
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
             scale = x.std(-1, correction=0) + 1e-8 if self.normalize else x.new_ones(x.shape[0])

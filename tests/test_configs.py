@@ -5,11 +5,17 @@ from pathlib import Path
 import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 
+from finetune.config import FinetuneConfig
 from pretrain.config import PretrainConfig
 from wildsep.config import load_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-SCHEMAS = {"demo_pretrain.yaml": PretrainConfig, "mixit_yfcc.yaml": PretrainConfig}
+SCHEMAS = {
+    "demo_pretrain.yaml": PretrainConfig,
+    "mixit_yfcc.yaml": PretrainConfig,
+    "demo_tuss.yaml": FinetuneConfig,
+    "tuss_medium.yaml": FinetuneConfig,
+}
 
 
 def test_every_recipe_config_has_a_schema():
@@ -19,8 +25,9 @@ def test_every_recipe_config_has_a_schema():
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
 def test_config_loads(name, monkeypatch):
     monkeypatch.setenv("WILDSEP_CORPUS", "/data/corpus")
+    monkeypatch.setenv("WILDSEP_POOLS", "/data/pools")
     config = load_config(SCHEMAS[name], CONFIGS / name)
-    assert config.stages and all(stage.steps > 0 for stage in config.stages)
+    assert config.train.max_steps > 0
 
 
 def test_mixit_yfcc_matches_the_tuss_medium_geometry(monkeypatch):
@@ -35,6 +42,21 @@ def test_mixit_yfcc_matches_the_tuss_medium_geometry(monkeypatch):
         config.stages[0].mixit.sparsity_weight > 0 and config.stages[0].mixit.covariance_weight > 0
     )
     assert config.data.clips.sample_rate == backbone.sample_rate
+
+
+@pytest.mark.parametrize(
+    "pretrain,finetune",
+    [("mixit_yfcc.yaml", "tuss_medium.yaml"), ("demo_pretrain.yaml", "demo_tuss.yaml")],
+)
+def test_pretraining_configs_initialise_their_finetuning_configs(pretrain, finetune, monkeypatch):
+    from wildsep.models import preset_config
+
+    monkeypatch.setenv("WILDSEP_CORPUS", "/data/corpus")
+    monkeypatch.setenv("WILDSEP_POOLS", "/data/pools")
+    backbone = load_config(PretrainConfig, CONFIGS / pretrain).model
+    tuss = load_config(FinetuneConfig, CONFIGS / finetune).model
+    geometry = preset_config(backbone.preset, **backbone.overrides).geometry()
+    assert geometry == preset_config(tuss.preset, **tuss.overrides).geometry()
 
 
 def test_mixit_yfcc_without_a_corpus_says_how_to_give_one(monkeypatch):

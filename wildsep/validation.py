@@ -63,6 +63,7 @@ class UnconditionalValidation:
 
     def _labeled(self, model: nn.Module, device: torch.device) -> dict[str, float | Tensor]:
         improvements, under, equal, over = [], 0, 0, 0
+        counts: list[tuple[int, int]] = []
         media: dict[str, Tensor] = {}
         for i, example in enumerate(self.labeled):
             mixture = example["mixture"].to(device)
@@ -74,6 +75,7 @@ class UnconditionalValidation:
                 chosen = match_outputs(est, refs)
                 improvements.append(source_metrics(est[chosen], refs, mixture)["si_snri"])
             n_est, n_ref = separation_counts(est, refs)
+            counts.append((n_est, n_ref))
             under += n_est < n_ref
             equal += n_est == n_ref
             over += n_est > n_ref
@@ -86,8 +88,63 @@ class UnconditionalValidation:
             "under_separation": under / count,
             "equal_separation": equal / count,
             "over_separation": over / count,
+            # mean number of active outputs vs of true sources: sparsity should align them
+            "active_outputs": sum(e for e, _ in counts) / count,
+            "true_sources": sum(r for _, r in counts) / count,
         }
         if improvements:
             out["si_snri"] = torch.cat(improvements).mean().item()
+        out.update(media)
+        return out
+
+
+class PromptedValidation:
+    """Callable validation of a prompt-conditioned model (mixture, prompts) → (B, N, T).
+
+    On labeled examples {"mixture": (T,), "references": (N, T), "classes": N names}: the TUSS
+    loss ("loss") and SI-SNRi of the estimates matched by PIT within identical prompts, overall
+    and per prompt ("si_snri/<prompt>"), plus a few examples as audio.
+    """
+
+    def __init__(self, labeled: Sequence[dict], loss_fn, audio_examples: int = 2) -> None:
+        self.labeled, self.loss_fn, self.audio_examples = list(labeled), loss_fn, audio_examples
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, step: int) -> dict[str, float | Tensor]:
+        from losses import pit
+        from wildsep.objectives.tuss import prompt_groups
+
+        device = next(model.parameters()).device
+        losses, per_prompt = [], {}
+        media: dict[str, Tensor] = {}
+        for i, example in enumerate(self.labeled):
+            mixture = example["mixture"].to(device)
+            refs = example["references"].to(device)
+            prompts = [list(example["classes"])]
+            est = model(mixture.unsqueeze(0), prompts).float()
+            aligned = pit(
+                est,
+                refs.unsqueeze(0),
+                loss=lambda e, r, m=mixture: self.loss_fn(e, r, m.expand(1, 1, 1, -1)),
+                groups=prompt_groups(prompts).to(device),
+            )
+            losses.append(aligned.loss)
+            active = active_references(refs)
+            scores = source_metrics(aligned.est[0], refs, mixture)["si_snri"]
+            for name, value, is_active in zip(
+                prompts[0], scores.tolist(), active.tolist(), strict=True
+            ):
+                if is_active:
+                    per_prompt.setdefault(name, []).append(value)
+            if i < self.audio_examples:
+                media[f"example{i}/mixture"] = mixture.cpu()
+                for n, (name, output) in enumerate(zip(prompts[0], aligned.est[0], strict=True)):
+                    media[f"example{i}/{n}_{name}"] = output.cpu()
+        out: dict[str, float | Tensor] = {"loss": torch.cat(losses).mean().item()}
+        every = [v for values in per_prompt.values() for v in values]
+        if every:
+            out["si_snri"] = sum(every) / len(every)
+        for name, values in sorted(per_prompt.items()):
+            out[f"si_snri/{name}"] = sum(values) / len(values)
         out.update(media)
         return out

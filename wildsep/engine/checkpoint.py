@@ -104,3 +104,25 @@ def load_checkpoint(accelerator: Accelerator, folder: Path) -> tuple[dict, dict[
     extra_path = folder / EXTRA_FILE
     extra = load_file(extra_path, device=str(accelerator.device)) if extra_path.exists() else {}
     return state, extra
+
+
+def average_model_weights(folders: list[Path]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the model weights saved in several checkpoints.
+
+    Floating tensors are averaged in float64 and cast back; integer buffers come from the
+    newest checkpoint.
+    """
+    if not folders:
+        raise ValueError("no checkpoints to average")
+    total: dict[str, torch.Tensor] = {}
+    for folder in folders:
+        for name, value in load_file(folder / "model.safetensors").items():
+            if name not in total or not value.is_floating_point():
+                total[name] = value.double() if value.is_floating_point() else value
+            else:
+                total[name] += value.double()
+    first = load_file(folders[0] / "model.safetensors")
+    return {
+        k: (v / len(folders)).to(first[k].dtype) if first[k].is_floating_point() else v
+        for k, v in total.items()
+    }

@@ -29,7 +29,13 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from wildsep.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from wildsep.engine.checkpoint import (
+    average_model_weights,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from wildsep.engine.schedule import LRSchedule, ScheduleConfig
 
 log = logging.getLogger(__name__)
@@ -67,6 +73,9 @@ class TrainConfig:
     val_every: int = 1000
     checkpoint_every: int = 1000
     keep_last: int = 3
+    # Export the mean of the last K checkpoints' weights (TUSS evaluates averaged checkpoints);
+    # 0 or 1 exports the final weights. Needs keep_last ≥ K.
+    average_last: int = 0
     resume: bool = True  # continue from the newest checkpoint in the run directory
 
 
@@ -171,6 +180,11 @@ class Trainer:
     ) -> None:
         if not stages:
             raise ValueError("the curriculum needs at least one stage")
+        if config.average_last > max(1, config.keep_last):
+            raise ValueError(
+                f"train.average_last={config.average_last} needs train.keep_last ≥ it "
+                f"(got {config.keep_last}): older checkpoints are deleted"
+            )
         self.config, self.stages, self.batches = config, list(stages), batches
         self.run_dir, self.accelerator, self.sample_rate = Path(run_dir), accelerator, sample_rate
         self.validate = validate
@@ -399,10 +413,19 @@ class Trainer:
         progress.close()
         if last_saved != self.step:
             self.save()
+        if self.config.average_last > 1:
+            self._average_checkpoints()
         self.export(self.run_dir / "model")
         if self.writer is not None:
             self.writer.close()
         return self.run_dir
+
+    def _average_checkpoints(self) -> None:
+        folders = list_checkpoints(self.run_dir)[-self.config.average_last :]
+        model = self.accelerator.unwrap_model(self.model)
+        model.load_state_dict(average_model_weights(folders))
+        if self.accelerator.is_main_process:
+            log.info("exporting the average of %s", ", ".join(f.name for f in folders))
 
     def export(self, folder: Path) -> None:
         """Save the model as safetensors + config (`save_pretrained`), on the main process."""

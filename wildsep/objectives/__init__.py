@@ -2,6 +2,7 @@
 
 from wildsep.objectives.mixit import MixITMethod, MixITObjective, MixITObjectiveConfig, SparsityKind
 from wildsep.objectives.remixing import RemixingObjective, RemixingObjectiveConfig, ema_update
+from wildsep.objectives.tuss import TUSSObjective, TUSSObjectiveConfig, drop_prompts, prompt_groups
 
 __all__ = [
     "MixITMethod",
@@ -10,5 +11,9 @@ __all__ = [
     "RemixingObjective",
     "RemixingObjectiveConfig",
     "SparsityKind",
+    "TUSSObjective",
+    "TUSSObjectiveConfig",
+    "drop_prompts",
     "ema_update",
+    "prompt_groups",
 ]

@@ -1,0 +1,171 @@
+"""TUSS fine-tuning: objective pieces, and the recipe end to end on the tiny demo corpus."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from finetune.tuss import main
+from losses import pit, tuss_loss
+from wildsep.config import ConfigError
+from wildsep.engine import latest_checkpoint
+from wildsep.models import TUSS, from_preset, load_pretrained
+from wildsep.objectives import TUSSObjective, TUSSObjectiveConfig, drop_prompts, prompt_groups
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = str(ROOT / "configs" / "demo_tuss.yaml")
+GEOMETRY = dict(
+    sample_rate=8000,
+    n_fft=128,
+    hop=64,
+    dim=16,
+    heads=2,
+    groups=4,
+    cross_blocks=1,
+    cross_attn_dim=16,
+    cross_ffn_hidden=32,
+    tse_blocks=1,
+    tse_attn_dim=16,
+    tse_ffn_hidden=32,
+)
+
+
+def overrides(tmp_path: Path, corpus: Path, steps: int = 3, **extra: object) -> list[str]:
+    base = {
+        **{f"model.overrides.{k}": v for k, v in GEOMETRY.items()},
+        "run_dir": tmp_path / "run",
+        "data.pools.source": corpus / "pools",
+        "data.pools.cache_dir": tmp_path / "cache",
+        "data.batch_size": 2,
+        "data.num_workers": 0,
+        "data.clips.duration": 0.5,
+        "train.max_steps": steps,
+        "train.log_every": 1,
+        "train.val_every": 2,
+        "train.checkpoint_every": 2,
+        "validation.manifest": corpus / "valid" / "manifest.jsonl",
+        "validation.max_examples": 2,
+        "validation.seconds": 0.5,
+        **extra,
+    }
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def test_prompt_groups_label_equal_names_alike():
+    groups = prompt_groups([["speech", "sfx", "speech"], ["bass", "bass", "drums"]])
+    assert groups[0, 0] == groups[0, 2] != groups[0, 1]
+    assert groups[1, 0] == groups[1, 1] != groups[1, 2]
+
+
+def test_drop_prompts_removes_only_single_prompts_and_their_references():
+    refs = torch.arange(2 * 3 * 4, dtype=torch.float).view(2, 3, 4)
+    prompts = [["speech", "speech", "sfx"], ["bass", "drums", "vocals"]]
+    kept, kept_prompts = drop_prompts(refs, prompts, 1, np.random.default_rng(0))
+    assert kept.shape == (2, 2, 4)
+    assert kept_prompts[0] == ["speech", "speech"]  # the duplicated pair is never split
+    for b in range(2):
+        for n, name in enumerate(kept_prompts[b]):
+            assert torch.equal(kept[b, n], refs[b, prompts[b].index(name) if b else n])
+    # nothing droppable in one example → nothing dropped anywhere (N stays fixed per batch)
+    same, same_prompts = drop_prompts(
+        refs, [["a", "a", "b"], ["c", "c", "d"]], 2, np.random.default_rng(0)
+    )
+    assert same is refs and same_prompts == [["a", "a", "b"], ["c", "c", "d"]]
+
+
+def test_objective_is_pit_within_prompt_groups_of_the_tuss_loss():
+    torch.manual_seed(0)
+    model = from_preset("tuss-medium", **GEOMETRY)
+    mixture, refs = torch.randn(2, 4000), torch.randn(2, 3, 4000)
+    refs[1, 2] = 0  # a silent reference takes the zero-reference form
+    prompts = [["speech", "sfx", "speech"], ["drums", "bass", "other"]]
+    terms = TUSSObjective(TUSSObjectiveConfig())(
+        model, {"mixture": mixture, "references": refs, "prompts": prompts}, step=0
+    )
+    est = model(mixture, prompts)
+    expected = pit(
+        est,
+        refs,
+        loss=lambda e, r: tuss_loss(e, r, mixture[:, None, None]),
+        groups=torch.tensor([[0, 1, 0], [2, 3, 4]]),
+    ).loss.mean()
+    torch.testing.assert_close(terms["loss"], expected)
+    terms["loss"].backward()
+    assert model.prompt_embeddings.grad is not None
+
+
+@pytest.fixture
+def backbone_run(tmp_path, demo_corpus):
+    """A pre-training run directory (a couple of real steps) with the fine-tuning geometry."""
+    from pretrain.run import main as pretrain
+
+    args = [f"model.overrides.{k}={v}" for k, v in GEOMETRY.items()] + [
+        f"run_dir={tmp_path / 'pretrain'}",
+        f"data.corpus.source={demo_corpus / 'unlabeled'}",
+        f"data.corpus.cache_dir={tmp_path / 'cache'}",
+        "data.clips.sample_rate=8000",
+        "data.clips.duration=0.5",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "train.max_steps=2",
+        "stages.0.steps=2",
+        "train.val_every=0",
+        "validation.manifest=null",
+        "validation.mom_batches=1",
+    ]
+    return pretrain([str(ROOT / "configs" / "demo_pretrain.yaml"), *args])
+
+
+@pytest.mark.slow
+def test_finetuning_from_a_pretraining_run_with_varying_prompt_counts(
+    tmp_path, demo_corpus, backbone_run
+):
+    args = overrides(
+        tmp_path, demo_corpus, steps=6, **{"data.dynamic_mixing.num_sources": "[1,2,3]"}
+    )
+    run = main([CONFIG, "--init", str(backbone_run), *args])
+    assert latest_checkpoint(run).name == "ckpt-000000006"
+    assert "backbone" in (run / "init.txt").read_text()
+    tuss = load_pretrained(run / "model")
+    assert isinstance(tuss, TUSS)
+    assert tuss(torch.randn(1, 4000), ["speech", "sfx", "sfx"]).shape == (1, 3, 4000)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    counts = {e.value for e in events.Scalars("train/num_prompts")}
+    assert len(counts) >= 2, counts  # N changed between batches of one run
+    assert "val/si_snri" in events.Tags()["scalars"]
+
+
+@pytest.mark.slow
+def test_finetuning_from_scratch_and_continuing_a_tuss(tmp_path, demo_corpus):
+    run = main([CONFIG, *overrides(tmp_path, demo_corpus, steps=2)])
+    assert (run / "init.txt").read_text().startswith("random")
+    args = overrides(
+        tmp_path / "more",
+        demo_corpus,
+        steps=2,
+        **{"model.prompts": "[speech,sfx,sfxbg,drums,bass,vocals,other,musicbg,piano]"},
+    )
+    again = main([CONFIG, "--init", str(run), *args])
+    assert "new prompts ['piano']" in (again / "init.txt").read_text()
+    assert load_pretrained(again / "model").config.prompts[-1] == "piano"
+
+
+def test_an_incompatible_backbone_is_refused_naming_the_field(tmp_path, demo_corpus):
+    other = from_preset("backbone-medium", **{**GEOMETRY, "dim": 24})
+    other.save_pretrained(tmp_path / "backbone")
+    with pytest.raises(ValueError, match="dim"):
+        main([CONFIG, "--init", str(tmp_path / "backbone"), *overrides(tmp_path, demo_corpus)])
+
+
+def test_classes_without_a_prompt_are_a_clear_error(tmp_path, demo_corpus):
+    args = overrides(tmp_path, demo_corpus, **{"model.prompts": "[speech,sfx]"})
+    with pytest.raises(ConfigError, match=r"draws classes \['bass'.*no prompt for"):
+        main([CONFIG, *args])
+
+
+def test_a_missing_init_is_a_clear_error(tmp_path, demo_corpus):
+    with pytest.raises(FileNotFoundError, match="no model at"):
+        main([CONFIG, "--init", str(tmp_path / "nothing"), *overrides(tmp_path, demo_corpus)])

@@ -141,3 +141,17 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
         torch.testing.assert_close(one[name], two[name], rtol=1e-5, atol=1e-6)
     # and the two ranks saw different halves of each global batch
     assert losses(tmp_path / "two", 0) != losses(tmp_path / "two", 1)
+
+
+def test_export_averages_the_last_checkpoints(tmp_path):
+    tiny_run.run(tmp_path, steps=6, average_last=2)
+    last_two = [load_file(p / "model.safetensors") for p in list_checkpoints(tmp_path)]
+    exported = load_file(tmp_path / "model" / "model.safetensors")
+    for name, value in exported.items():
+        torch.testing.assert_close(value, (last_two[0][name] + last_two[1][name]) / 2)
+    assert not torch.equal(last_two[0]["net.0.weight"], last_two[1]["net.0.weight"])
+
+
+def test_averaging_more_checkpoints_than_are_kept_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="keep_last"):
+        tiny_run.run(tmp_path, steps=2, average_last=3)

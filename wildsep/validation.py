@@ -17,8 +17,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from losses import mixit, si_snr
+from losses import mixit, pit, si_snr
 from wildsep.metrics import active_references, match_outputs, separation_counts, source_metrics
+from wildsep.objectives.tuss import prompt_groups
 
 
 class UnconditionalValidation:
@@ -111,9 +112,6 @@ class PromptedValidation:
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, step: int) -> dict[str, float | Tensor]:
-        from losses import pit
-        from wildsep.objectives.tuss import prompt_groups
-
         device = next(model.parameters()).device
         losses, per_prompt = [], {}
         media: dict[str, Tensor] = {}

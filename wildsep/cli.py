@@ -1,0 +1,237 @@
+"""The `wildsep` command: `wildsep separate` (your own files) and `wildsep evaluate` (a test set).
+
+    wildsep separate song.flac recordings/ --model ckpt/ --prompts speech sfx musicbg --out sep/
+    wildsep evaluate ckpt/ --set demo/test/manifest.jsonl
+
+Errors a user can fix (a missing model, unknown prompts, unreadable files) are reported in one
+line, without a traceback, and the command exits with status 2. See docs/separate.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from wildsep import evaluate as evaluation
+from wildsep.data.audio_io import AUDIO_EXTENSIONS, UNSUPPORTED_AUDIO_EXTENSIONS
+from wildsep.inference import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_SEGMENT,
+    DEFAULT_SHIFT,
+    CheckpointError,
+    Separator,
+)
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """A problem with the command line that stops the run before any file is separated."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An audio file to separate and the folder, relative to --out, its outputs go to."""
+
+    path: Path
+    out_subdir: Path
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def find_inputs(inputs: Sequence[str | Path], out_dir: Path) -> tuple[list[InputFile], list[str]]:
+    """Expand files and folders into audio files, and list the inputs that do not exist.
+
+    A file named on the command line is always tried, whatever its suffix. Folders are searched
+    recursively for audio suffixes. Hidden files (such as macOS `._x.wav`) are skipped, and so
+    is `out_dir` when it is a subfolder of the searched folder, so that a rerun does not
+    separate earlier outputs. A file found at `folder/a/b.wav` writes to `OUT/a/b/`, one named
+    directly to `OUT/b/`.
+    """
+    found: dict[Path, InputFile] = {}  # keyed by resolved path: each file once
+    missing: list[str] = []
+    out_resolved = out_dir.resolve()
+    for raw in inputs:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            skip_out = not _is_inside(path.resolve(), out_resolved)
+            for file in sorted(path.rglob("*")):
+                rel = file.relative_to(path)
+                if (
+                    file.is_file()
+                    and file.suffix.lower() in AUDIO_EXTENSIONS
+                    and not any(part.startswith(".") for part in rel.parts)
+                    and not (skip_out and _is_inside(file.resolve(), out_resolved))
+                ):
+                    found.setdefault(file.resolve(), InputFile(file, rel.parent / file.stem))
+        elif path.is_file():
+            found.setdefault(path.resolve(), InputFile(path, Path(path.stem)))
+        else:
+            missing.append(f"{path}: no such file or folder")
+    return list(found.values()), missing
+
+
+def plan_outputs(files: Sequence[InputFile], out_dir: Path, names: Sequence[str]) -> None:
+    """Refuse (UsageError) outputs that would overwrite an input or another input's outputs."""
+    owners: dict[Path, Path] = {}
+    for f in files:
+        target = (out_dir / f.out_subdir).resolve()
+        if target in owners:
+            raise UsageError(
+                f"{owners[target]} and {f.path} would both write to {out_dir / f.out_subdir}; "
+                "separate them in different runs or give their common folder instead"
+            )
+        owners[target] = f.path
+    inputs = {f.path.resolve() for f in files}
+    for f in files:
+        for name in names:
+            target = out_dir / f.out_subdir / f"{name}.wav"
+            if target.resolve() in inputs:
+                raise UsageError(
+                    f"refusing to write {target}: it is one of the inputs; choose another --out"
+                )
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """A whole file as float32 (C, T) and its sample rate; ValueError with a short reason."""
+    if path.suffix.lower() in UNSUPPORTED_AUDIO_EXTENSIONS:
+        raise ValueError(f"soundfile cannot decode {path.suffix} files; convert to WAV or FLAC")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        # libsndfile says "Error opening 'PATH': REASON"; the path is already in the report.
+        reason = str(err).splitlines()[0].rsplit("': ", 1)[-1] if str(err) else type(err).__name__
+        raise ValueError(f"unreadable: {reason}") from None
+    if data.shape[0] == 0:
+        raise ValueError("no audio frames")
+    return data.T, int(rate)
+
+
+def write_outputs(folder: Path, names: Sequence[str], stems: np.ndarray, rate: int) -> None:
+    """Write stems (K, C, T) as 32-bit float WAVs `folder/<name>.wav` (float: nothing clips).
+
+    Each file is written under a temporary name and renamed, so an interrupted run never leaves
+    a truncated WAV behind that looks finished.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, stem in zip(names, stems, strict=True):
+        final = folder / f"{name}.wav"
+        partial = folder / f".{name}.wav.part"
+        sf.write(str(partial), stem.T, rate, subtype="FLOAT", format="WAV")
+        os.replace(partial, final)
+
+
+def _error(message: str) -> None:
+    tqdm.write(f"wildsep: error: {message}", file=sys.stderr)
+
+
+def separate_command(args: argparse.Namespace) -> int:
+    """`wildsep separate`: returns the exit status."""
+    out_dir = Path(args.out).expanduser()
+    try:
+        separator = Separator.from_pretrained(
+            args.model,
+            device=args.device,
+            segment=args.segment,
+            shift=args.shift,
+            batch_size=args.batch_size,
+            bf16=args.bf16,
+        )
+        # Prompts are checked before any file is read, so a typo costs nothing.
+        names = separator.output_names(args.prompts)
+        files, missing = find_inputs(args.inputs, out_dir)
+        if not files and not missing:
+            raise UsageError("no audio files found in " + " ".join(map(str, args.inputs)))
+        plan_outputs(files, out_dir, names)
+    except (CheckpointError, UsageError, ValueError) as err:
+        _error(str(err))
+        return USAGE_ERROR
+
+    for message in missing:
+        _error(message)
+    failed = 0
+    for f in tqdm(files, desc="separating", unit="file", disable=None):
+        try:
+            audio, rate = read_audio(f.path)
+            stems = separator.separate(audio, rate, args.prompts)
+        except ValueError as err:  # unreadable, empty or non-finite audio
+            failed += 1
+            _error(f"{f.path}: {err}")
+            continue
+        except torch.OutOfMemoryError:
+            failed += 1
+            _error(f"{f.path}: out of memory; try --batch-size 1 or --device cpu")
+            continue
+        write_outputs(out_dir / f.out_subdir, names, stems, rate)
+    print(f"separated {len(files) - failed} file(s) into {out_dir} ({', '.join(names)})")
+    if failed or missing:
+        _error(f"{failed + len(missing)} input(s) failed; see the messages above")
+        return USAGE_ERROR
+    return 0
+
+
+def add_separate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
+    parser.add_argument("--model", required=True, help="exported model folder (or run folder)")
+    parser.add_argument(
+        "--prompts",
+        nargs="+",
+        default=None,
+        help="one output per prompt, duplicates allowed (prompted models only)",
+    )
+    parser.add_argument("--out", required=True, help="output folder: OUT/<input>/<prompt>.wav")
+    parser.add_argument(
+        "--segment", type=float, default=DEFAULT_SEGMENT, help="chunk length in seconds"
+    )
+    parser.add_argument(
+        "--shift", type=float, default=DEFAULT_SHIFT, help="hop between chunks in seconds"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help="chunks × channels per forward pass",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: GPU if any)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wildsep", description="Universal sound separation.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    separate = commands.add_parser(
+        "separate",
+        help="separate audio files or folders",
+        description="Separate audio files; writes OUT/<input stem>/<prompt>.wav.",
+    )
+    add_separate_arguments(separate)
+    separate.set_defaults(run=separate_command)
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a model on an evaluation manifest",
+        description=evaluation.DESCRIPTION,
+    )
+    evaluation.add_arguments(evaluate)
+    evaluate.set_defaults(run=evaluation.run_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `wildsep` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

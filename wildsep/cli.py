@@ -139,6 +139,8 @@ def _error(message: str) -> None:
 def separate_command(args: argparse.Namespace) -> int:
     """`wildsep separate`: returns the exit status."""
     out_dir = Path(args.out).expanduser()
+    # "--prompts speech sfx" and "--prompts speech,sfx" mean the same.
+    prompts = [p for arg in args.prompts for p in arg.split(",") if p] if args.prompts else None
     try:
         separator = Separator.from_pretrained(
             args.model,
@@ -149,7 +151,7 @@ def separate_command(args: argparse.Namespace) -> int:
             bf16=args.bf16,
         )
         # Prompts are checked before any file is read, so a typo costs nothing.
-        names = separator.output_names(args.prompts)
+        names = separator.output_names(prompts)
         files, missing = find_inputs(args.inputs, out_dir)
         if not files and not missing:
             raise UsageError("no audio files found in " + " ".join(map(str, args.inputs)))
@@ -164,7 +166,7 @@ def separate_command(args: argparse.Namespace) -> int:
     for f in tqdm(files, desc="separating", unit="file", disable=None):
         try:
             audio, rate = read_audio(f.path)
-            stems = separator.separate(audio, rate, args.prompts)
+            stems = separator.separate(audio, rate, prompts)
         except ValueError as err:  # unreadable, empty or non-finite audio
             failed += 1
             _error(f"{f.path}: {err}")
@@ -188,7 +190,7 @@ def add_separate_arguments(parser: argparse.ArgumentParser) -> None:
         "--prompts",
         nargs="+",
         default=None,
-        help="one output per prompt, duplicates allowed (prompted models only)",
+        help="one output per prompt, duplicates allowed (prompted models only); spaces or commas",
     )
     parser.add_argument("--out", required=True, help="output folder: OUT/<input>/<prompt>.wav")
     parser.add_argument(

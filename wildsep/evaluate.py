@@ -205,13 +205,23 @@ def summarise(examples: list[dict[str, Any]], unconditional: bool) -> dict[str, 
 
 
 def _separator(
-    model_or_dir: Separator | nn.Module | str | Path, **kwargs: Any
+    model_or_dir: Separator | nn.Module | str | Path, device: str | torch.device | None, **kwargs
 ) -> tuple[Separator, str]:
+    """A Separator for what `evaluate` was given, and a name for the report."""
     if isinstance(model_or_dir, Separator):
         return model_or_dir, type(model_or_dir.model).__name__
-    if isinstance(model_or_dir, nn.Module):
-        return Separator(model_or_dir, **kwargs), type(model_or_dir).__name__
-    return Separator.from_pretrained(model_or_dir, **kwargs), str(model_or_dir)
+    try:
+        if isinstance(model_or_dir, nn.Module):
+            # A model handed over by a training loop stays on its device.
+            parameter = next(model_or_dir.parameters(), None)
+            if device is None and parameter is not None:
+                device = parameter.device
+            return Separator(model_or_dir, device, **kwargs), type(model_or_dir).__name__
+        return Separator.from_pretrained(model_or_dir, device, **kwargs), str(model_or_dir)
+    except CheckpointError:
+        raise
+    except ValueError as err:  # bad segment/shift/device
+        raise EvaluationError(str(err)) from None
 
 
 def _check_compatible(rows: list[dict[str, Any]], separator: Separator, manifest: Path) -> None:
@@ -259,17 +269,36 @@ def evaluate(
         manifest: JSON-lines evaluation set.
         out: when given, write `metrics.json` and `metrics.md` there.
         max_examples: score only the first N mixtures.
-        device, segment, shift, batch_size: as in `Separator` (ignored for a `Separator`).
+        device: where to run; default the model's own device for a model, else the GPU
+            when there is one.
+        segment, shift, batch_size: as in `Separator` (ignored when given a `Separator`).
     Returns:
         {"model", "manifest", "set", "sample_rate", "kind", "examples": [per-example rows],
-        "summary": see `summarise`} — exactly what metrics.json holds.
+        "summary": see `summarise`} — exactly what metrics.json holds. A model passed in is
+        left in the train/eval mode it came in.
     """
+    was_training = isinstance(model_or_dir, nn.Module) and model_or_dir.training
+    separator, model_name = _separator(
+        model_or_dir, device, segment=segment, shift=shift, batch_size=batch_size
+    )
+    try:
+        return _evaluate(
+            separator, model_name, Path(manifest).expanduser(), out, max_examples, progress
+        )
+    finally:
+        separator.model.train(was_training)  # a training loop gets its model back as it was
+
+
+def _evaluate(
+    separator: Separator,
+    model_name: str,
+    manifest: Path,
+    out: str | Path | None,
+    max_examples: int | None,
+    progress: bool,
+) -> dict[str, Any]:
     from wildsep.data.evalset import EvalSetDataset
 
-    separator, model_name = _separator(
-        model_or_dir, device=device, segment=segment, shift=shift, batch_size=batch_size
-    )
-    manifest = Path(manifest).expanduser()
     try:
         dataset = EvalSetDataset(manifest, separator.sample_rate, channels="mono")
     except (FileNotFoundError, ValueError) as err:

@@ -246,7 +246,7 @@ class Separator:
     Args:
         model: a prompted model (`TUSS`: forward(mix (B, T), prompts) → (B, N, T)) or an
             unconditional one (forward(mix (B, T)) → (B, M, T)); its `config.sample_rate` is
-            the rate it runs at.
+            the rate it runs at. It is moved to `device` and put in eval mode.
         device: where the model runs; default CUDA when available, else CPU.
         segment, shift: chunk length and hop in seconds for inputs longer than one segment.
         batch_size: model inputs per forward pass (chunks × channels; at least one chunk of
@@ -264,6 +264,8 @@ class Separator:
         bf16: bool = False,
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("CUDA is not available on this machine; use device 'cpu'")
         self.model = model.to(self.device).eval()
         self.sample_rate = int(model.config.sample_rate)
         self.segment = round(segment * self.sample_rate)

@@ -72,7 +72,7 @@ def test_folders_are_recursed_and_bad_files_reported(tmp_path, tuss_dir, capsys)
     (root / "._a.wav").write_bytes(b"\0" * 64)  # macOS metadata: hidden, skipped
     before = {p: digest(p) for p in root.rglob("*") if p.is_file()}
     out = root / "separated"  # inside the input folder: scans must skip it
-    prompts = ["--prompts", "sfx", "speech", "sfx"]
+    prompts = ["--prompts", "sfx,speech", "sfx"]  # spaces and commas both separate prompts
     args = ["separate", str(root), "--model", str(tuss_dir), *prompts, "--out", str(out)]
     assert main(args) == 2
     err = capsys.readouterr().err

@@ -89,9 +89,10 @@ def test_prompted_metrics_by_hand_and_pit_within_classes(tmp_path: Path) -> None
     u = [b.noise(), np.zeros(T, np.float32), b.noise(0.8)]
     out2 = [0.001 * (u[0] + b.noise(0.5)), u[2] + b.noise(0.1), b.noise()]
     b.add(["sfx", "sfx", "sfx"], u, out2)
-    model = Lookup(b.table, prompts=("speech", "sfx", "sfxbg"))
+    model = Lookup(b.table, prompts=("speech", "sfx", "sfxbg")).train()
 
     result = ev.evaluate(model, b.manifest(), out=tmp_path / "report", device="cpu")
+    assert model.training  # a training loop gets its model back in train mode
     rows = result["examples"]
     assert model.calls == [["speech", "speech", "sfxbg"], ["speech", "sfxbg"], ["sfx"] * 3]
 

@@ -154,6 +154,9 @@ def test_unusable_audio_is_a_clear_error(identity: Identity) -> None:
         sep.separate(np.array([0.0, np.inf], np.float32), RATE)
     with pytest.raises(ValueError, match="shift"):
         Separator(identity, "cpu", segment=3, shift=4)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            Separator(identity, "cuda")
 
 
 def test_output_names() -> None:

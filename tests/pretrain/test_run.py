@@ -115,3 +115,37 @@ def test_sample_rate_mismatch_is_a_clear_error(tmp_path, demo_corpus):
     args = [*overrides(tmp_path, demo_corpus), "data.clips.sample_rate=16000"]
     with pytest.raises(ConfigError, match="sample_rate"):
         main([CONFIG, *args])
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_process_group_checkpoints_with_data_workers(tmp_path, demo_corpus):
+    """Schedulers signal every process of a job; the data workers must not die first."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = overrides(
+        tmp_path,
+        demo_corpus,
+        steps=10_000,
+        **{"data.num_workers": 2, "validation.manifest": "null", "train.val_every": 0},
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "pretrain" / "run.py"), CONFIG, *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a scheduler's job
+    )
+    deadline = time.time() + 240
+    while latest_checkpoint(tmp_path / "run") is None:
+        assert time.time() < deadline and proc.poll() is None, proc.stderr.read()[-3000:]
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "run again to resume" in stderr
+    assert int(latest_checkpoint(tmp_path / "run").name.split("-")[1]) >= 2

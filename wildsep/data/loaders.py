@@ -7,6 +7,7 @@ Each builder returns the ``DataLoader`` and its batch sampler; the engine saves
 from __future__ import annotations
 
 import os
+import signal
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -20,6 +21,14 @@ from wildsep.data.mixit import MixtureOfMixturesDataset, collate_mixture_of_mixt
 from wildsep.data.sampler import FixedNumSourcesBatchSampler, ResumableBatchSampler
 
 
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """Worker init: ignore SIGTERM/SIGINT. Schedulers signal the whole process group on
+    preemption; a worker dying first would crash the main process before it can checkpoint.
+    (PyTorch's worker watchdog still ends workers whose parent has exited.)"""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _loader(dataset: Dataset, sampler: Sampler, collate, num_workers: int) -> DataLoader:
     return DataLoader(
         dataset,
@@ -29,6 +38,7 @@ def _loader(dataset: Dataset, sampler: Sampler, collate, num_workers: int) -> Da
         # Items are keyed, not drawn from worker RNG state, so persistent workers are safe and
         # spare the start-up cost every epoch.
         persistent_workers=num_workers > 0,
+        worker_init_fn=leave_stop_signals_to_the_main_process,
         pin_memory=torch.cuda.is_available(),
     )
 

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from losses import pit, si_snr
+from wildsep.data.evalset import EvalSetDataset
 from wildsep.inference import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_SEGMENT,
@@ -133,6 +134,29 @@ def score_unconditional(
     metrics = source_metrics(est[chosen], refs[index], mixture)
     active_outputs, _ = separation_counts(est, refs)
     return _rows(classes, index, chosen, metrics), active_outputs
+
+
+def score_example(separator: Separator, item: dict[str, Any]) -> dict[str, Any]:
+    """Separate one evaluation item (`EvalSetDataset` at the model's rate, mono) and score it:
+    the per-example row of metrics.json."""
+    mixture, refs, classes = item["mixture"], item["references"], item["classes"]
+    unconditional = separator.prompts is None
+    est = separator.separate(mixture, separator.sample_rate, None if unconditional else classes)
+    est = est[:, 0]  # (K, 1, T) → (K, T)
+    row: dict[str, Any] = {"name": item["name"], "classes": classes}
+    if unconditional:
+        row["sources"], active_outputs = score_unconditional(est, refs, mixture, classes)
+    else:
+        row["sources"] = score_prompted(est, refs, mixture, classes)
+    row["n_sources"] = len(row["sources"])
+    row["task"] = classify_task(classes)
+    if unconditional:
+        n = row["n_sources"]
+        row["active_outputs"] = active_outputs
+        row["separation"] = (
+            "equal" if active_outputs == n else "under" if active_outputs < n else "over"
+        )
+    return row
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,12 +321,12 @@ def _evaluate(
     max_examples: int | None,
     progress: bool,
 ) -> dict[str, Any]:
-    from wildsep.data.evalset import EvalSetDataset
-
     try:
         dataset = EvalSetDataset(manifest, separator.sample_rate, channels="mono")
     except (FileNotFoundError, ValueError) as err:
         raise EvaluationError(str(err)) from None
+    if max_examples is not None and max_examples < 1:
+        raise EvaluationError(f"max_examples must be at least 1, got {max_examples}")
     count = len(dataset) if max_examples is None else min(max_examples, len(dataset))
     _check_compatible(dataset.rows[:count], separator, manifest)
     unconditional = separator.prompts is None
@@ -313,26 +337,7 @@ def _evaluate(
             item = dataset[i]
         except (RuntimeError, OSError) as err:  # soundfile's errors derive from these
             raise EvaluationError(f"{manifest}: mixture {i}: {err}") from None
-        mixture, refs, classes = item["mixture"], item["references"], item["classes"]
-        prompts = None if unconditional else classes
-        est = separator.separate(mixture, separator.sample_rate, prompts)[:, 0]  # (K, T)
-        row: dict[str, Any] = {"name": item["name"], "classes": classes}
-        if unconditional:
-            row["sources"], active_outputs = score_unconditional(est, refs, mixture, classes)
-        else:
-            row["sources"] = score_prompted(est, refs, mixture, classes)
-        row["n_sources"] = len(row["sources"])
-        row["task"] = classify_task(classes)
-        if unconditional:
-            row["active_outputs"] = active_outputs
-            row["separation"] = (
-                "under"
-                if active_outputs < row["n_sources"]
-                else "over"
-                if active_outputs > row["n_sources"]
-                else "equal"
-            )
-        examples.append(row)
+        examples.append(score_example(separator, item))
 
     result = {
         "model": model_name,

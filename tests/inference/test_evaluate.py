@@ -202,7 +202,6 @@ def test_sets_the_model_cannot_take_fail_before_separating(tmp_path: Path) -> No
         ev.evaluate(prompted, tmp_path / "nope.jsonl", device="cpu")
 
 
-@pytest.mark.slow
 def test_cli_on_the_demo_set(tmp_path, tuss_dir, backbone_dir, demo_corpus, capsys) -> None:
     """`python -m wildsep.evaluate RUN_DIR` writes RUN_DIR/eval_test/ by default; the
     `wildsep evaluate` subcommand is the same; incompatible or missing checkpoints fail."""

@@ -25,13 +25,12 @@ from wildsep.engine import (
     Stage,
     Trainer,
     make_accelerator,
-    model_dir,
     positioned_batches,
     prepare_run_dir,
 )
 from wildsep.models import TUSS, Backbone, from_preset, load_pretrained
-from wildsep.models.pretrained import read_config
-from wildsep.objectives import TUSSObjective
+from wildsep.models.pretrained import read_config, resolve_model_dir
+from wildsep.objectives import TUSSObjective, with_remix_batches
 from wildsep.validation import PromptedValidation
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tuss_medium.yaml"
@@ -43,7 +42,7 @@ def build_model(config: TUSSModelConfig) -> tuple[TUSS, str]:
     prompts = {"prompts": tuple(config.prompts)} if config.prompts else {}
     if not config.init:
         return from_preset(config.preset, **config.overrides, **prompts), "random initialisation"
-    directory = model_dir(config.init)
+    directory = resolve_model_dir(config.init)
     kind, _ = read_config(directory)
     if kind is Backbone:
         decoder = int(config.decoder_init) if config.decoder_init.isdigit() else config.decoder_init
@@ -125,11 +124,22 @@ def main(argv: list[str] | None = None) -> Path:
         validate = PromptedValidation(
             load_validation(config), loss_fn, config.validation.audio_examples
         )
+    stages, batches = with_remix_batches(  # unchanged unless semisup.manifest is set
+        config.semisup,
+        config.data,
+        [Stage("tuss", objective, config.train.max_steps)],
+        positioned_batches(loader, sampler),
+        conditional=True,
+        prompts=model.config.prompts,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+        pools=pools,
+    )
     trainer = Trainer(
         config.train,
         model,
-        [Stage("tuss", objective, config.train.max_steps)],
-        positioned_batches(loader, sampler),
+        stages,
+        batches,
         run_dir,
         accelerator,
         sample_rate=config.data.clips.sample_rate,

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from wildsep.data.audio_io import resample
+from wildsep.models.pretrained import CheckpointError, resolve_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,32 +44,8 @@ Audio = np.ndarray | Tensor
 ChunkFn = Callable[[Tensor], Tensor]
 
 
-class CheckpointError(ValueError):
-    """A path that does not hold a loadable exported model; the message is one line."""
-
-
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
-
-
-def resolve_model_dir(path: str | Path) -> Path:
-    """The exported-model folder for `path`: the folder itself, or a run directory's `model/`.
-
-    Raises `CheckpointError` naming what is missing. (The training engine has the same lookup;
-    it is repeated here so that separating files does not import the training stack.)
-    """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise CheckpointError(f"model folder {path} does not exist")
-    if not path.is_dir():
-        raise CheckpointError(f"{path} is a file; --model takes an exported model folder")
-    for candidate in (path, path / "model"):
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise CheckpointError(
-        f"{path} has no config.json: not an exported wildsep model (expected config.json + "
-        "model.safetensors, or a run directory containing model/)"
-    )
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:

@@ -167,5 +167,5 @@ def test_classes_without_a_prompt_are_a_clear_error(tmp_path, demo_corpus):
 
 
 def test_a_missing_init_is_a_clear_error(tmp_path, demo_corpus):
-    with pytest.raises(FileNotFoundError, match="no model at"):
+    with pytest.raises(ValueError, match="does not exist"):
         main([CONFIG, "--init", str(tmp_path / "nothing"), *overrides(tmp_path, demo_corpus)])

@@ -1,7 +1,7 @@
 """The training engine shared by the pre-training and fine-tuning recipes."""
 
 from wildsep.engine.checkpoint import latest_checkpoint, list_checkpoints
-from wildsep.engine.run import initialise_from, model_dir, positioned_batches, prepare_run_dir
+from wildsep.engine.run import initialise_from, positioned_batches, prepare_run_dir
 from wildsep.engine.schedule import LRSchedule, ScheduleConfig, ScheduleKind
 from wildsep.engine.trainer import (
     Objective,
@@ -27,7 +27,6 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "make_accelerator",
-    "model_dir",
     "positioned_batches",
     "prepare_run_dir",
 ]

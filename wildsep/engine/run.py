@@ -44,23 +44,12 @@ def prepare_run_dir(run_dir: Path, config: Any, resume: bool, is_main: bool) -> 
         save_config(config, saved)
 
 
-def model_dir(path: str | Path) -> Path:
-    """The exported-model folder for `path`: the folder itself or a run directory's `model/`."""
-    path = Path(path).expanduser()
-    for candidate in (path, path / "model"):
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"no model at {path}: expected an exported model folder (config.json + "
-        "model.safetensors) or a finished run directory containing model/"
-    )
-
-
 def initialise_from(model: nn.Module, path: str | Path) -> None:
     """Copy the weights of the exported model at `path` into `model` (same class and config)."""
     from wildsep.models import load_pretrained
+    from wildsep.models.pretrained import resolve_model_dir
 
-    source = load_pretrained(model_dir(path))
+    source = load_pretrained(resolve_model_dir(path))
     if type(source) is not type(model) or source.config != model.config:
         ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(source.config)
         differ = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}

@@ -19,6 +19,29 @@ FORMAT_VERSION = 1
 _MODEL_CLASSES: dict[str, type[PretrainedModel]] = {}
 
 
+class CheckpointError(ValueError):
+    """A path that does not hold a loadable exported model; the message is one line."""
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """The exported-model folder for `path`: the folder itself, or a run directory's `model/`.
+
+    Raises `CheckpointError` naming what is missing.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"model folder {path} does not exist")
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is a file; expected an exported model folder")
+    for candidate in (path, path / "model"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise CheckpointError(
+        f"{path} has no config.json: not an exported wildsep model (expected config.json + "
+        "model.safetensors, or a run directory containing model/)"
+    )
+
+
 class PretrainedModel(nn.Module):
     """Base of every model here: holds its dataclass `config`, saves and loads directories."""
 

@@ -31,7 +31,7 @@ def test_quickstart_runs_the_whole_pipeline(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     for step in (
         "pretrain/run.py",
-        "finetune/tuss.py --init",
+        "finetune/tuss.py configs/demo_tuss.yaml --init",
         "wildsep separate",
         "wildsep.evaluate",
     ):

@@ -139,3 +139,10 @@ def test_bf16_inputs_give_float32_loss():
 def test_bad_arguments_are_clear_errors(est_shape, mix_shape, kwargs, match):
     with pytest.raises(ValueError, match=match):
         mixit(torch.randn(est_shape), torch.randn(mix_shape), **kwargs)
+
+
+def test_the_benchmark_baseline_computes_the_same_loss():
+    from benchmarks.losses import naive_mixit
+
+    est, mixtures = torch.randn(3, 5, 300), torch.randn(3, 2, 300)
+    torch.testing.assert_close(naive_mixit(est, mixtures), mixit(est, mixtures).loss)

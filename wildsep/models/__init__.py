@@ -16,6 +16,7 @@ from wildsep.models.config import (
 )
 from wildsep.models.layers import ConvSwiGLU, MultiHeadSelfAttention, RMSGroupNorm, RotaryEmbedding
 from wildsep.models.locoformer import TFLocoformer
+from wildsep.models.presence import PresenceClassifier, PresenceConfig
 from wildsep.models.presets import PAPER_PARAMETERS, PRESETS, from_preset, preset_config
 from wildsep.models.pretrained import PretrainedModel, load_pretrained
 from wildsep.models.sfc import SFCDecoder, SFCEncoder
@@ -35,6 +36,8 @@ __all__ = [
     "ConvSwiGLU",
     "LocoformerConfig",
     "MultiHeadSelfAttention",
+    "PresenceClassifier",
+    "PresenceConfig",
     "PretrainedModel",
     "RMSGroupNorm",
     "RotaryEmbedding",

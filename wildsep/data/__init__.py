@@ -31,30 +31,40 @@ _EXPORTS = {
     "FlipChannels": "wildsep.data.augment",
     "FlipSign": "wildsep.data.augment",
     "MarkovPromptSampler": "wildsep.data.prompts",
+    "MiningConfig": "wildsep.data.mining",
+    "MiningReport": "wildsep.data.mining",
     "MixITConfig": "wildsep.data.config",
     "MixtureOfMixturesDataset": "wildsep.data.mixit",
     "PromptConfig": "wildsep.data.config",
     "Remix": "wildsep.data.augment",
+    "RemixDataset": "wildsep.data.mining",
     "ResumableBatchSampler": "wildsep.data.sampler",
     "Scale": "wildsep.data.augment",
+    "Segment": "wildsep.data.mining",
     "Shift": "wildsep.data.augment",
     "StreamingClipDataset": "wildsep.data.streaming",
     "build_corpus_index": "wildsep.data.index",
     "build_dynamic_mixing_loader": "wildsep.data.loaders",
     "build_eval_loader": "wildsep.data.loaders",
     "build_mixit_loader": "wildsep.data.loaders",
+    "build_remix_loader": "wildsep.data.mining",
     "check_audio_file": "wildsep.data.audio_io",
     "collate_clips": "wildsep.data.clips",
     "collate_dynamic_mixing": "wildsep.data.mixing",
     "collate_eval": "wildsep.data.evalset",
     "collate_mixture_of_mixtures": "wildsep.data.mixit",
+    "collate_remix": "wildsep.data.mining",
     "load_audio": "wildsep.data.audio_io",
     "load_data_config": "wildsep.data.config",
     "load_span": "wildsep.data.audio_io",
+    "mine_corpus": "wildsep.data.mining",
     "pair_clips": "wildsep.data.mixit",
     "probe": "wildsep.data.audio_io",
+    "read_mined": "wildsep.data.mining",
     "resample": "wildsep.data.audio_io",
+    "score_mining": "wildsep.data.mining",
     "stream_corpus": "wildsep.data.streaming",
+    "write_truth_corpus": "wildsep.data.mining",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -92,6 +102,16 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ imports on f
     from wildsep.data.loaders import build_dynamic_mixing_loader as build_dynamic_mixing_loader
     from wildsep.data.loaders import build_eval_loader as build_eval_loader
     from wildsep.data.loaders import build_mixit_loader as build_mixit_loader
+    from wildsep.data.mining import MiningConfig as MiningConfig
+    from wildsep.data.mining import MiningReport as MiningReport
+    from wildsep.data.mining import RemixDataset as RemixDataset
+    from wildsep.data.mining import Segment as Segment
+    from wildsep.data.mining import build_remix_loader as build_remix_loader
+    from wildsep.data.mining import collate_remix as collate_remix
+    from wildsep.data.mining import mine_corpus as mine_corpus
+    from wildsep.data.mining import read_mined as read_mined
+    from wildsep.data.mining import score_mining as score_mining
+    from wildsep.data.mining import write_truth_corpus as write_truth_corpus
     from wildsep.data.mixing import DynamicMixingDataset as DynamicMixingDataset
     from wildsep.data.mixing import collate_dynamic_mixing as collate_dynamic_mixing
     from wildsep.data.mixit import MixtureOfMixturesDataset as MixtureOfMixturesDataset

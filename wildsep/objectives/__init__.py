@@ -2,18 +2,38 @@
 
 from wildsep.objectives.mixit import MixITMethod, MixITObjective, MixITObjectiveConfig, SparsityKind
 from wildsep.objectives.remixing import RemixingObjective, RemixingObjectiveConfig, ema_update
+from wildsep.objectives.semisup import (
+    Assignment,
+    PresenceObjective,
+    PresenceObjectiveConfig,
+    RemixObjective,
+    SemiSupConfig,
+    SemiSupervisedObjective,
+    interleave_batches,
+    weak_remix_loss,
+    with_remix_batches,
+)
 from wildsep.objectives.tuss import TUSSObjective, TUSSObjectiveConfig, drop_prompts, prompt_groups
 
 __all__ = [
+    "Assignment",
     "MixITMethod",
     "MixITObjective",
     "MixITObjectiveConfig",
+    "PresenceObjective",
+    "PresenceObjectiveConfig",
+    "RemixObjective",
     "RemixingObjective",
     "RemixingObjectiveConfig",
+    "SemiSupConfig",
+    "SemiSupervisedObjective",
     "SparsityKind",
     "TUSSObjective",
     "TUSSObjectiveConfig",
     "drop_prompts",
     "ema_update",
+    "interleave_batches",
     "prompt_groups",
+    "weak_remix_loss",
+    "with_remix_batches",
 ]

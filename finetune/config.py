@@ -7,7 +7,7 @@ from typing import Any
 
 from wildsep.data import DataConfig
 from wildsep.engine import TrainConfig
-from wildsep.objectives import TUSSObjectiveConfig
+from wildsep.objectives import SemiSupConfig, TUSSObjectiveConfig
 
 
 @dataclass
@@ -41,3 +41,6 @@ class FinetuneConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     objective: TUSSObjectiveConfig = field(default_factory=TUSSObjectiveConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    # Demucs-style remixes of mined segments (pretrain/mine.py) with prompts [class, background],
+    # interleaved with the dynamic mixtures; off unless semisup.manifest is set.
+    semisup: SemiSupConfig = field(default_factory=SemiSupConfig)

@@ -8,7 +8,7 @@ from typing import Any
 
 from wildsep.data import DataConfig
 from wildsep.engine import TrainConfig
-from wildsep.objectives import MixITObjectiveConfig, RemixingObjectiveConfig
+from wildsep.objectives import MixITObjectiveConfig, RemixingObjectiveConfig, SemiSupConfig
 
 
 @dataclass
@@ -57,3 +57,6 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    # Demucs-style remixes of mined segments (pretrain/mine.py), interleaved with the MoM
+    # batches; off unless semisup.manifest is set. docs/pretraining.md, last section.
+    semisup: SemiSupConfig = field(default_factory=SemiSupConfig)

@@ -30,7 +30,7 @@ from wildsep.engine import (
     prepare_run_dir,
 )
 from wildsep.models import from_preset
-from wildsep.objectives import MixITObjective, RemixingObjective
+from wildsep.objectives import MixITObjective, RemixingObjective, with_remix_batches
 from wildsep.validation import UnconditionalValidation
 
 
@@ -96,12 +96,21 @@ def main(argv: list[str] | None = None) -> Path:
         index=index,
     )
     stages = [Stage(s.name, build_objective(s, model), s.steps) for s in config.stages]
+    stages, batches = with_remix_batches(  # unchanged unless semisup.manifest is set
+        config.semisup,
+        config.data,
+        stages,
+        positioned_batches(loader, sampler),
+        conditional=False,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+    )
     validate = build_validation(config, index) if accelerator.is_main_process else None
     trainer = Trainer(
         config.train,
         model,
         stages,
-        positioned_batches(loader, sampler),
+        batches,
         run_dir,
         accelerator,
         sample_rate=config.data.clips.sample_rate,

@@ -7,6 +7,7 @@ from accelerate.commands.config.config_args import load_config_from_file
 
 from finetune.config import FinetuneConfig
 from pretrain.config import PretrainConfig
+from pretrain.presence import PresenceRecipeConfig
 from wildsep.config import load_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -15,6 +16,8 @@ SCHEMAS = {
     "mixit_yfcc.yaml": PretrainConfig,
     "demo_tuss.yaml": FinetuneConfig,
     "tuss_medium.yaml": FinetuneConfig,
+    "demo_presence.yaml": PresenceRecipeConfig,
+    "demo_semisup.yaml": FinetuneConfig,
 }
 
 

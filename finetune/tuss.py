@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import sys
 from pathlib import Path
 
 from finetune.config import FinetuneConfig, TUSSModelConfig
@@ -27,6 +26,7 @@ from wildsep.engine import (
     make_accelerator,
     positioned_batches,
     prepare_run_dir,
+    run_recipe,
 )
 from wildsep.models import TUSS, Backbone, from_preset, load_pretrained
 from wildsep.models.pretrained import read_config, resolve_model_dir
@@ -149,8 +149,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        main()
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
+    run_recipe(main)

@@ -12,13 +12,12 @@ docs/pretraining.md.
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
 from pretrain.presence import PresenceRecipeConfig
-from wildsep.config import ConfigError, load_config
+from wildsep.config import load_config
 from wildsep.data import MiningReport, mine_corpus
+from wildsep.engine import run_recipe
 from wildsep.models import PresenceClassifier
 from wildsep.models.pretrained import resolve_model_dir
 
@@ -48,8 +47,4 @@ def main(argv: list[str] | None = None) -> MiningReport:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        main()
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
+    run_recipe(main)

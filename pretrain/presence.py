@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from wildsep.engine import (
     make_accelerator,
     positioned_batches,
     prepare_run_dir,
+    run_recipe,
 )
 from wildsep.models import PresenceClassifier, PresenceConfig
 from wildsep.objectives import PresenceObjective, PresenceObjectiveConfig
@@ -165,8 +164,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        main()
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
+    run_recipe(main)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import logging
 import shutil
-import sys
 from pathlib import Path
 
 from pretrain.config import ObjectiveKind, PretrainConfig, StageConfig
@@ -28,6 +26,7 @@ from wildsep.engine import (
     make_accelerator,
     positioned_batches,
     prepare_run_dir,
+    run_recipe,
 )
 from wildsep.models import from_preset
 from wildsep.objectives import MixITObjective, RemixingObjective, with_remix_batches
@@ -120,8 +119,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        main()
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
+    run_recipe(main)

@@ -1,7 +1,7 @@
 """The training engine shared by the pre-training and fine-tuning recipes."""
 
 from wildsep.engine.checkpoint import latest_checkpoint, list_checkpoints
-from wildsep.engine.run import initialise_from, positioned_batches, prepare_run_dir
+from wildsep.engine.run import initialise_from, positioned_batches, prepare_run_dir, run_recipe
 from wildsep.engine.schedule import LRSchedule, ScheduleConfig, ScheduleKind
 from wildsep.engine.trainer import (
     Objective,
@@ -29,4 +29,5 @@ __all__ = [
     "make_accelerator",
     "positioned_batches",
     "prepare_run_dir",
+    "run_recipe",
 ]

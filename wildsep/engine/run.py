@@ -4,7 +4,9 @@ weights, and hand the engine a data source it can position."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import logging
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,16 @@ from wildsep.engine.checkpoint import list_checkpoints
 from wildsep.engine.trainer import Batch, BatchSource
 
 CONFIG_FILE = "config.yaml"
+
+
+def run_recipe(main: Callable[[], object]) -> None:
+    """A recipe's `__main__`: INFO logging, and user mistakes (a bad config, a missing file, an
+    incompatible checkpoint) as one `error: ...` line and a non-zero exit, not a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        main()
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
 
 
 def prepare_run_dir(run_dir: Path, config: Any, resume: bool, is_main: bool) -> None:

@@ -142,6 +142,20 @@ def test_semisupervised_objective_dispatches_on_the_batch_kind():
     assert supervised.steps == [5]
 
 
+def test_wrapping_keeps_the_stage_objectives_checkpoint_names():
+    from wildsep.objectives import RemixingObjective, RemixingObjectiveConfig
+
+    model = from_preset("backbone-medium", **TUSS_GEOMETRY, n_outputs=3)
+    plain = RemixingObjective(RemixingObjectiveConfig(), model)  # has an EMA teacher
+    wrapped = SemiSupervisedObjective(
+        RemixingObjective(RemixingObjectiveConfig(), model), RemixObjective(SemiSupConfig(), False)
+    )
+    assert wrapped.state_dict().keys() == plain.state_dict().keys()
+    plain.teacher_ready.fill_(True)
+    wrapped.load_state_dict(plain.state_dict())  # a checkpoint taken without remixing
+    assert bool(wrapped.supervised.teacher_ready)
+
+
 def numbered(tag):
     def source(position):
         while True:

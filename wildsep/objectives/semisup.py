@@ -177,6 +177,14 @@ class SemiSupervisedObjective(Objective):
     def after_step(self, model: nn.Module, step: int) -> None:
         self.supervised.after_step(model, step)
 
+    # The weak loss keeps no state, so checkpoints hold the stage objective's state under its
+    # own names: a run can switch remixing on or off and still resume (e.g. its EMA teacher).
+    def state_dict(self, *args, **kwargs):
+        return self.supervised.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return self.supervised.load_state_dict(state_dict, strict=strict, assign=assign)
+
 
 def remix_count(position: int, ratio: Fraction) -> int:
     """Remix batches among positions [0, position): ⌊position·ratio⌋ (evenly spread)."""

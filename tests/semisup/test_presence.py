@@ -132,7 +132,11 @@ def test_objective_targets_come_from_the_gated_references():
         (2, 2, 16000), 1.0, 0.2, 160, torch.Generator().manual_seed(0 * 1_000_003 + 3)
     )
     gated = references * gates
-    torch.testing.assert_close(mixture, gated.sum(1))
+    floor = mixture - gated.sum(1)  # the noise floor: −60…−25 dB below the mixture
+    level = 10 * torch.log10(floor.pow(2).mean(-1) / gated.sum(1).pow(2).mean(-1))
+    assert (level > -60.01).all() and (level < -24.99).all()
+    off = PresenceObjective(PresenceObjectiveConfig(gate_prob=1.0, noise_floor_db=None), config)
+    torch.testing.assert_close(off.prepare(batch, step=3)[0], gated.sum(1))
     expected = class_presence(
         presence_targets(gated, config.window, config.window_hop, -30.0),
         batch["prompts"],

@@ -285,6 +285,11 @@ class PresenceObjectiveConfig:
     min_active: float = 0.2  # shortest gated span, as a fraction of the clip
     fade_seconds: float = 0.02
     positive_weight: float = 1.0  # BCE weight of "present" targets
+    # A noise floor of no class at this level (dB, drawn per example) relative to the mixture,
+    # with a random spectral tilt: recordings are never digitally silent where a class is
+    # absent, and a classifier that only saw exact zeros there takes any floor for a class.
+    # None: off.
+    noise_floor_db: list[float] | None = field(default_factory=lambda: [-60.0, -25.0])
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -292,6 +297,9 @@ class PresenceObjectiveConfig:
             raise ValueError(f"objective.reference must be one of {REFERENCES}")
         if not 0.0 <= self.gate_prob <= 1.0 or not 0.0 < self.min_active <= 1.0:
             raise ValueError("objective.gate_prob must be in [0, 1], min_active in (0, 1]")
+        floor = self.noise_floor_db
+        if floor is not None and (len(floor) != 2 or floor[0] > floor[1]):
+            raise ValueError(f"objective.noise_floor_db must be [low, high], got {floor}")
 
 
 def activity_gates(
@@ -318,12 +326,30 @@ def activity_gates(
     return torch.where(gated.to(device)[..., None], gate, torch.ones_like(gate))
 
 
+def noise_floor(mixture: Tensor, level_db: Sequence[float], generator: torch.Generator) -> Tensor:
+    """Noise for each example of `mixture` (B, T) at a level drawn from `level_db` relative to
+    its power, white filtered by a one-pole low-pass of random pole in [0, 0.95) (from white
+    to a strongly tilted hum-like floor). Silent mixtures get none."""
+    batch, length = mixture.shape
+    white = torch.randn(batch, length, generator=generator)
+    pole = 0.95 * torch.rand(batch, 1, generator=generator)
+    freqs = torch.fft.rfftfreq(length)  # cycles per sample
+    response = 1 / (1 - pole * torch.exp(-2j * torch.pi * freqs))  # (B, F)
+    noise = torch.fft.irfft(torch.fft.rfft(white) * response, n=length).to(mixture.device)
+    low, high = level_db
+    level = low + (high - low) * torch.rand(batch, 1, generator=generator).to(mixture.device)
+    power = mixture.pow(2).mean(-1, keepdim=True)
+    scale = torch.sqrt(power * 10 ** (level / 10) / noise.pow(2).mean(-1, keepdim=True))
+    return noise * scale
+
+
 class PresenceObjective(Objective):
     """Multi-label BCE on per-window class presence, targets from each reference's energy.
 
     Batch: dynamic mixtures {"references" (B, S, T), "prompts" (B lists of S class names)}.
     The references are gated (:func:`activity_gates`, seeded by the step), the mixture is
-    rebuilt as their sum, and the model maps it to logits (B, W, C).
+    rebuilt as their sum plus a noise floor (:func:`noise_floor`, no class), and the model
+    maps it to logits (B, W, C).
     """
 
     def __init__(self, config: PresenceObjectiveConfig, model_config) -> None:
@@ -345,7 +371,10 @@ class PresenceObjective(Objective):
             tuple(references.shape), c.gate_prob, c.min_active, fade, generator, references.device
         )
         references = references * gates
-        return references.sum(1), self.targets(references, batch["prompts"])
+        mixture = references.sum(1)
+        if c.noise_floor_db is not None:
+            mixture = mixture + noise_floor(mixture, c.noise_floor_db, generator)
+        return mixture, self.targets(references, batch["prompts"])
 
     def forward(self, model: nn.Module, batch: Batch, step: int) -> dict[str, Tensor]:
         mixture, targets = self.prepare(batch, step)

@@ -9,6 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from finetune.tuss import main
 from losses import pit, tuss_loss
+from tests.tiny import TINY_SEPARATOR, model_overrides
 from wildsep.config import ConfigError
 from wildsep.engine import latest_checkpoint
 from wildsep.models import TUSS, from_preset, load_pretrained
@@ -16,25 +17,10 @@ from wildsep.objectives import TUSSObjective, TUSSObjectiveConfig, drop_prompts,
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "configs" / "demo_tuss.yaml")
-GEOMETRY = dict(
-    sample_rate=8000,
-    n_fft=128,
-    hop=64,
-    dim=16,
-    heads=2,
-    groups=4,
-    cross_blocks=1,
-    cross_attn_dim=16,
-    cross_ffn_hidden=32,
-    tse_blocks=1,
-    tse_attn_dim=16,
-    tse_ffn_hidden=32,
-)
 
 
 def overrides(tmp_path: Path, corpus: Path, steps: int = 3, **extra: object) -> list[str]:
     base = {
-        **{f"model.overrides.{k}": v for k, v in GEOMETRY.items()},
         "run_dir": tmp_path / "run",
         "data.pools.source": corpus / "pools",
         "data.pools.cache_dir": tmp_path / "cache",
@@ -50,7 +36,7 @@ def overrides(tmp_path: Path, corpus: Path, steps: int = 3, **extra: object) -> 
         "validation.seconds": 0.5,
         **extra,
     }
-    return [f"{k}={v}" for k, v in base.items()]
+    return [*model_overrides(), *(f"{k}={v}" for k, v in base.items())]
 
 
 def test_prompt_groups_label_equal_names_alike():
@@ -77,7 +63,7 @@ def test_drop_prompts_removes_only_single_prompts_and_their_references():
 
 def test_objective_is_pit_within_prompt_groups_of_the_tuss_loss():
     torch.manual_seed(0)
-    model = from_preset("tuss-medium", **GEOMETRY)
+    model = from_preset("tuss-medium", **TINY_SEPARATOR)
     mixture, refs = torch.randn(2, 4000), torch.randn(2, 3, 4000)
     refs[1, 2] = 0  # a silent reference takes the zero-reference form
     prompts = [["speech", "sfx", "speech"], ["drums", "bass", "other"]]
@@ -101,7 +87,8 @@ def backbone_run(tmp_path, demo_corpus):
     """A pre-training run directory (a couple of real steps) with the fine-tuning geometry."""
     from pretrain.run import main as pretrain
 
-    args = [f"model.overrides.{k}={v}" for k, v in GEOMETRY.items()] + [
+    args = [
+        *model_overrides(),
         f"run_dir={tmp_path / 'pretrain'}",
         f"data.corpus.source={demo_corpus / 'unlabeled'}",
         f"data.corpus.cache_dir={tmp_path / 'cache'}",
@@ -154,7 +141,7 @@ def test_finetuning_from_scratch_and_continuing_a_tuss(tmp_path, demo_corpus):
 
 
 def test_an_incompatible_backbone_is_refused_naming_the_field(tmp_path, demo_corpus):
-    other = from_preset("backbone-medium", **{**GEOMETRY, "dim": 24})
+    other = from_preset("backbone-medium", **{**TINY_SEPARATOR, "dim": 24})
     other.save_pretrained(tmp_path / "backbone")
     with pytest.raises(ValueError, match="dim"):
         main([CONFIG, "--init", str(tmp_path / "backbone"), *overrides(tmp_path, demo_corpus)])

@@ -7,21 +7,10 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-RATE = 8000
-TINY = dict(
-    sample_rate=RATE,
-    n_fft=128,
-    hop=64,
-    dim=16,
-    heads=2,
-    groups=4,
-    cross_blocks=1,
-    cross_attn_dim=16,
-    cross_ffn_hidden=32,
-    tse_blocks=1,
-    tse_attn_dim=16,
-    tse_ffn_hidden=32,
-)
+from tests.tiny import TINY_SEPARATOR
+
+RATE = TINY_SEPARATOR["sample_rate"]
+TINY = TINY_SEPARATOR
 
 
 class Identity(nn.Module):

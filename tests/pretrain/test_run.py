@@ -8,23 +8,14 @@ import soundfile as sf
 import torch
 
 from pretrain.run import main
+from tests.tiny import model_overrides
 from wildsep.config import ConfigError
 from wildsep.engine import latest_checkpoint
 from wildsep.models import Backbone, load_pretrained
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "configs" / "demo_pretrain.yaml")
-TINY_MODEL = [
-    "model.overrides.sample_rate=8000",
-    "model.overrides.n_fft=128",
-    "model.overrides.hop=64",
-    "model.overrides.dim=16",
-    "model.overrides.cross_attn_dim=16",
-    "model.overrides.cross_ffn_hidden=32",
-    "model.overrides.tse_attn_dim=16",
-    "model.overrides.tse_ffn_hidden=32",
-    "data.clips.sample_rate=8000",
-]
+TINY_MODEL = [*model_overrides(), "data.clips.sample_rate=8000"]
 
 
 def overrides(tmp_path: Path, corpus: Path, steps: int = 3, **extra: object) -> list[str]:

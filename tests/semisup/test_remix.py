@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.tiny import TINY_SEPARATOR
 from wildsep.engine import Objective
 from wildsep.models import from_preset
 from wildsep.objectives import (
@@ -14,21 +15,6 @@ from wildsep.objectives import (
     SemiSupervisedObjective,
     interleave_batches,
     weak_remix_loss,
-)
-
-TUSS_GEOMETRY = dict(
-    sample_rate=8000,
-    n_fft=128,
-    hop=64,
-    dim=16,
-    heads=2,
-    groups=4,
-    cross_blocks=1,
-    cross_attn_dim=16,
-    cross_ffn_hidden=32,
-    tse_blocks=1,
-    tse_attn_dim=16,
-    tse_ffn_hidden=32,
 )
 
 
@@ -101,7 +87,7 @@ def test_silent_background_gives_a_finite_loss():
 
 def test_remix_objective_on_tuss_uses_prompts_class_and_background():
     torch.manual_seed(0)
-    model = from_preset("tuss-medium", **TUSS_GEOMETRY, prompts=("speech", "sfx", "rest"))
+    model = from_preset("tuss-medium", **TINY_SEPARATOR, prompts=("speech", "sfx", "rest"))
     references = torch.randn(2, 2, 4000)
     prompts = [["speech", "rest"], ["sfx", "rest"]]
     batch = {"mixture": references.sum(1), "references": references, "prompts": prompts}
@@ -128,7 +114,7 @@ class Counting(Objective):
 
 
 def test_semisupervised_objective_dispatches_on_the_batch_kind():
-    model = from_preset("backbone-medium", **TUSS_GEOMETRY, n_outputs=3)
+    model = from_preset("backbone-medium", **TINY_SEPARATOR, n_outputs=3)
     supervised = Counting()
     objective = SemiSupervisedObjective(supervised, RemixObjective(SemiSupConfig(), False))
     references = torch.randn(2, 2, 2000)
@@ -145,7 +131,7 @@ def test_semisupervised_objective_dispatches_on_the_batch_kind():
 def test_wrapping_keeps_the_stage_objectives_checkpoint_names():
     from wildsep.objectives import RemixingObjective, RemixingObjectiveConfig
 
-    model = from_preset("backbone-medium", **TUSS_GEOMETRY, n_outputs=3)
+    model = from_preset("backbone-medium", **TINY_SEPARATOR, n_outputs=3)
     plain = RemixingObjective(RemixingObjectiveConfig(), model)  # has an EMA teacher
     wrapped = SemiSupervisedObjective(
         RemixingObjective(RemixingObjectiveConfig(), model), RemixObjective(SemiSupConfig(), False)

@@ -123,7 +123,8 @@ class PromptedValidation:
             aligned = pit(
                 est,
                 refs.unsqueeze(0),
-                loss=lambda e, r, m=mixture: self.loss_fn(e, r, m.expand(1, 1, 1, -1)),
+                loss=self.loss_fn,
+                mixture=mixture.unsqueeze(0),
                 groups=prompt_groups(prompts).to(device),
             )
             losses.append(aligned.loss)

@@ -87,14 +87,38 @@ def test_custom_loss_and_multichannel():
     torch.testing.assert_close(result.loss, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_tuss_loss_with_mixture_broadcast():
-    ref = torch.randn(1, 3, 100)
-    ref[:, 2] = 0  # one silent reference: the zero-reference form applies to it
+@pytest.mark.parametrize("hungarian", [False, True])
+def test_mixture_reaches_the_loss_per_example(hungarian):
+    """Mixtures 40 dB apart in one batch: each example's zero-reference floor uses its own."""
+    torch.manual_seed(0)
+    ref = torch.randn(4, 3, 100) * torch.tensor([1.0, 0.01, 3.0, 0.1])[:, None, None]
+    ref[:, 2] = 0  # silent references: the zero-reference form applies to them
+    ref[1, 0, 50:] = 0
     mix = ref.sum(1)
-    est = torch.randn(1, 3, 100)
-    result = pit(est, ref, loss=lambda e, r: tuss_loss(e, r, mix[:, None, None]))
-    expected, _ = brute_force_pit(est, ref, lambda e, r: tuss_loss(e, r, mix))
+    est = torch.randn(4, 3, 100) * 0.1
+    result = pit(est, ref, loss=tuss_loss, mixture=mix, exhaustive_max=0 if hungarian else 8)
+    expected = torch.stack(
+        [
+            brute_force_pit(est[b : b + 1], ref[b : b + 1], partial_mix(mix[b]))[0][0]
+            for b in range(4)
+        ]
+    )
     torch.testing.assert_close(result.loss, expected, rtol=1e-5, atol=1e-5)
+
+
+def partial_mix(mixture):
+    return lambda e, r: tuss_loss(e, r, mixture)
+
+
+def test_a_loss_closing_over_per_example_tensors_is_refused():
+    """The idiom that used to mix examples: a (B, 1, 1, T) mixture fits the pairwise search but
+    broadcasts to (B, B, N) on the chosen pairs."""
+    ref = torch.randn(3, 2, 50)
+    mix = ref.sum(1)
+    with pytest.raises(ValueError, match="mixture="):
+        pit(torch.randn(3, 2, 50), ref, loss=lambda e, r: tuss_loss(e, r, mix[:, None, None]))
+    with pytest.raises(ValueError, match="mixture must be one signal per example"):
+        pit(torch.randn(3, 2, 50), ref, loss=tuss_loss, mixture=mix[:, None])
 
 
 def test_pairwise_loss_entries():

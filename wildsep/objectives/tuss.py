@@ -81,7 +81,8 @@ class TUSSObjective(Objective):
         result = pit(
             estimates,
             references,
-            loss=lambda e, r: loss_fn(e, r, mixture[:, None, None]),
+            loss=loss_fn,
+            mixture=mixture,
             groups=prompt_groups(prompts).to(mixture.device),
         )
         return {

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -46,6 +47,43 @@ def test_nan_batch_is_skipped_without_touching_the_weights(tmp_path):
     assert before.counters["skipped_steps"] == 0
     for name, value in params_before.items():
         assert torch.equal(value, params_after[name]), name
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, 5.0])
+def test_a_non_finite_gradient_is_never_applied(tmp_path, grad_clip):
+    """A finite loss with a NaN gradient at step 3: the step is skipped with clipping on or off,
+    so the weights equal those of a run that stopped before it."""
+    tiny_run.run(tmp_path / "a", steps=3, checkpoint_every=100, grad_clip=grad_clip)
+    skipped = tiny_run.run(
+        tmp_path / "b", steps=4, nan_grad_at=3, checkpoint_every=100, grad_clip=grad_clip
+    )
+    assert skipped.counters == {"skipped_steps": 1, "skipped_batches": 0}
+    before = load_file(tmp_path / "a" / "params.safetensors")
+    after = load_file(tmp_path / "b" / "params.safetensors")
+    for name, value in before.items():
+        assert torch.equal(value, after[name]), name
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_skipped_batch_stays_out_of_the_logged_means(tmp_path):
+    tiny_run.run(tmp_path, steps=6, nan_at=3, checkpoint_every=100, log_every=2)
+    recorded = losses(tmp_path)
+    assert math.isnan(recorded[3])
+    records = {r["step"]: r for r in metrics(tmp_path)}
+    assert sorted(records) == [2, 4, 6]
+    assert records[4]["loss"] == pytest.approx(recorded[2])  # step 3's NaN left out of the mean
+    assert records[2]["loss"] == pytest.approx((recorded[0] + recorded[1]) / 2)
+    assert records[4]["skipped_batches"] == 1
+    assert all(math.isfinite(v) for r in records.values() for v in r.values())
+
+
+def test_each_micro_batch_of_an_accumulated_step_is_told_its_index(tmp_path):
+    tiny_run.run(tmp_path, steps=2, grad_accum=3, checkpoint_every=100)
+    lines = [json.loads(x) for x in (tmp_path / "losses.0.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["micro"]) for r in lines] == [(s, m) for s in (0, 1) for m in (0, 1, 2)]
 
 
 def test_resume_after_sigkill_reproduces_the_uninterrupted_losses(tmp_path):

@@ -60,16 +60,21 @@ def batches(global_batch: int, rank: int, world: int, nan_at: int, hang_at: int)
 
 
 class Recording(Objective):
-    """Wraps an objective and appends every step's loss to a file."""
+    """Wraps an objective and appends every micro-batch's loss to a file; at step
+    `nan_grad_at` it adds a term that is 0 with a NaN gradient (√0 · 0)."""
 
-    def __init__(self, inner: Objective, path: Path) -> None:
+    def __init__(self, inner: Objective, path: Path, nan_grad_at: int = -1) -> None:
         super().__init__()
-        self.inner, self.path = inner, path
+        self.inner, self.path, self.nan_grad_at = inner, path, nan_grad_at
 
-    def forward(self, model, batch, step):
-        terms = self.inner(model, batch, step)
+    def forward(self, model, batch, step, micro=0):
+        terms = self.inner(model, batch, step, micro)
+        if step == self.nan_grad_at:
+            first = next(model.parameters())
+            terms["loss"] = terms["loss"] + torch.sqrt(first.sum() * 0)
+        record = {"step": step, "micro": micro, "loss": float(terms["loss"].detach())}
         with self.path.open("a") as handle:
-            handle.write(json.dumps({"step": step, "loss": float(terms["loss"].detach())}) + "\n")
+            handle.write(json.dumps(record) + "\n")
         return terms
 
 
@@ -80,22 +85,27 @@ def run(
     nan_at: int = -1,
     hang_at: int = -1,
     checkpoint_every: int = 2,
+    nan_grad_at: int = -1,
+    grad_clip: float = 5.0,
     **overrides,
 ) -> Trainer:
     torch.manual_seed(0)
+    overrides.setdefault("log_every", 1)
     config = TrainConfig(
         max_steps=steps,
         checkpoint_every=checkpoint_every,
-        log_every=1,
         val_every=0,
         keep_last=2,
         **overrides,
     )
     config.optim.lr = 1e-2
+    config.optim.grad_clip = grad_clip
     config.schedule.warmup_steps = 2
     accelerator = make_accelerator(config, run_dir)
     rank, world = accelerator.process_index, accelerator.num_processes
-    objective = Recording(MixITObjective(MixITObjectiveConfig()), run_dir / f"losses.{rank}.jsonl")
+    objective = Recording(
+        MixITObjective(MixITObjectiveConfig()), run_dir / f"losses.{rank}.jsonl", nan_grad_at
+    )
     trainer = Trainer(
         config,
         TinySeparator(),

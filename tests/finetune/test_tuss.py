@@ -137,6 +137,26 @@ def test_objective_trains_the_prompt_embeddings_of_a_real_tuss():
     assert torch.isfinite(terms["loss"]) and model.prompt_embeddings.grad is not None
 
 
+def test_prompt_dropout_draws_anew_for_each_micro_batch_of_a_step():
+    """Accumulated micro-batches of one step must not all drop the same prompt positions."""
+    refs = torch.randn(6, 3, 64)
+    prompts = [["speech", "sfx", "drums"]] * 6
+    batch = {"mixture": refs.sum(1), "references": refs, "prompts": prompts}
+    seen = []
+
+    class Echo(torch.nn.Module):
+        def forward(self, mixture, prompts):
+            seen.append([tuple(row) for row in prompts])
+            return torch.zeros(len(prompts), len(prompts[0]), 64)
+
+    objective = TUSSObjective(TUSSObjectiveConfig(prompt_dropout=1.0))
+    for micro in range(3):
+        objective(Echo(), batch, step=7, micro=micro)
+    objective(Echo(), batch, step=7, micro=0)
+    assert seen[3] == seen[0]  # a pure function of (seed, step, micro)
+    assert len({tuple(s) for s in seen[:3]}) > 1
+
+
 @pytest.fixture
 def backbone_run(tmp_path, demo_corpus):
     """A pre-training run directory (a couple of real steps) with the fine-tuning geometry."""

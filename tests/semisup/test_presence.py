@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from wildsep.engine import keyed_generator
 from wildsep.models import PresenceClassifier, PresenceConfig, load_pretrained
 from wildsep.models.presence import (
     class_presence,
@@ -128,9 +129,9 @@ def test_objective_targets_come_from_the_gated_references():
     mixture, targets = objective.prepare(batch, step=3)
     mixture2, targets2 = objective.prepare(batch, step=3)
     assert torch.equal(mixture, mixture2) and torch.equal(targets, targets2)  # keyed on step
-    gates = activity_gates(
-        (2, 2, 16000), 1.0, 0.2, 160, torch.Generator().manual_seed(0 * 1_000_003 + 3)
-    )
+    other_micro, _ = objective.prepare(batch, step=3, micro=1)
+    assert not torch.equal(mixture, other_micro)  # each accumulated micro-batch draws anew
+    gates = activity_gates((2, 2, 16000), 1.0, 0.2, 160, keyed_generator(0, 3, 0))
     gated = references * gates
     floor = mixture - gated.sum(1)  # the noise floor: −60…−25 dB below the mixture
     level = 10 * torch.log10(floor.pow(2).mean(-1) / gated.sum(1).pow(2).mean(-1))

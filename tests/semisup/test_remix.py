@@ -106,7 +106,7 @@ class Counting(Objective):
         super().__init__()
         self.steps: list[int] = []
 
-    def forward(self, model, batch, step):
+    def forward(self, model, batch, step, micro=0):
         return {"loss": torch.tensor(1.0), "supervised_term": torch.tensor(2.0)}
 
     def after_step(self, model, step):

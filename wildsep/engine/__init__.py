@@ -10,6 +10,7 @@ from wildsep.engine.trainer import (
     Stage,
     TrainConfig,
     Trainer,
+    keyed_generator,
     make_accelerator,
 )
 
@@ -24,6 +25,7 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "initialise_from",
+    "keyed_generator",
     "latest_checkpoint",
     "list_checkpoints",
     "make_accelerator",

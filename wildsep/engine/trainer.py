@@ -13,6 +13,7 @@ step, so a run resumed at step k sees and does exactly what an uninterrupted run
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import signal
@@ -24,6 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from torch import Tensor, nn
@@ -39,6 +41,7 @@ from wildsep.engine.checkpoint import (
 from wildsep.engine.schedule import LRSchedule, ScheduleConfig
 
 log = logging.getLogger(__name__)
+METRICS_FILE = "metrics.jsonl"  # one JSON line per log step: the logged terms, machine-readable
 
 Batch = dict[str, Any]  # tensors (moved to the device) and e.g. prompt lists (passed through)
 BatchSource = Callable[[int], Iterator[Batch]]  # position (micro-batches consumed) → batches
@@ -65,26 +68,59 @@ class TrainConfig:
     max_steps: int = 100_000
     grad_accum: int = 1
     precision: Precision = Precision.no
+    # Seeds the model's initialisation and every global random generator (Python, NumPy,
+    # torch) before the recipe builds anything; data order and objective draws have their own
+    # keyed seeds (data.seed, objective seeds), so they can be varied separately.
     seed: int = 0
+    # torch.use_deterministic_algorithms: bit-identical runs on GPU too, at some speed cost
+    # (CPU runs are deterministic without it). docs/pretraining.md, "Reproducibility".
+    deterministic: bool = False
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     plateau_metric: str = "val/loss"  # the validation scalar the plateau schedule watches
     log_every: int = 50
     val_every: int = 1000
     checkpoint_every: int = 1000
-    keep_last: int = 3
+    keep_last: int = 3  # checkpoints kept (older ones are deleted); 0 keeps all
     # Export the mean of the last K checkpoints' weights (TUSS evaluates averaged checkpoints);
     # 0 or 1 exports the final weights. Needs keep_last ≥ K.
     average_last: int = 0
     resume: bool = True  # continue from the newest checkpoint in the run directory
+    # Resume even though data, optimiser or objective settings differ from the run's saved
+    # config (the differences are listed and the previous config is kept).
+    allow_changes: bool = False
+
+    def __post_init__(self) -> None:
+        positive = {"max_steps": self.max_steps, "grad_accum": self.grad_accum}
+        positive |= {"log_every": self.log_every, "checkpoint_every": self.checkpoint_every}
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {value}")
+        if self.val_every < 0 or self.keep_last < 0 or self.average_last < 0:
+            raise ValueError(
+                "train.val_every (0: never), keep_last (0: keep all) and average_last must be >= 0"
+            )
+        if self.optim.grad_clip < 0 or self.optim.lr <= 0:
+            raise ValueError("train.optim.lr must be > 0 and grad_clip >= 0 (0: no clipping)")
+
+
+def keyed_generator(*key: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator that is a pure function of the integers `key`, e.g. (seed, step,
+    micro): objectives draw from it so that a resumed run draws exactly what an uninterrupted
+    one would, and no two micro-batches share a draw."""
+    state = np.random.SeedSequence([k % 2**64 for k in key]).generate_state(1, np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(state) >> 1)
 
 
 class Objective(nn.Module):
-    """A training objective: maps (model, batch, step) to named scalar terms.
+    """A training objective: maps (model, batch, step, micro) to named scalar terms.
 
-    `forward` returns a dict with at least "loss" (the scalar to minimise); every other entry
-    is logged. Objectives that keep state (an EMA teacher) store it as tensors in `state_dict`
-    — it is checkpointed with the run — and update it in `after_step`.
+    `forward(model, batch, step, micro=0)` returns a dict with at least "loss" (the scalar to
+    minimise); every other entry is logged. `step` is the optimizer step, `micro` the index of
+    the micro-batch within it (0 … grad_accum − 1): an objective that draws random numbers
+    keys them on (its seed, step, micro), so every micro-batch gets its own draw and a
+    resumed run draws alike. Objectives that keep state (an EMA teacher) store it as tensors
+    in `state_dict` — it is checkpointed with the run — and update it in `after_step`.
     """
 
     def after_step(self, model: nn.Module, step: int) -> None:
@@ -98,6 +134,10 @@ class Stage:
     name: str
     objective: Objective
     steps: int
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"stage {self.name!r} must have steps >= 1, got {self.steps}")
 
 
 class _StopSignal:
@@ -124,6 +164,39 @@ class _StopSignal:
     def __exit__(self, *exc: object) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)  # type: ignore[arg-type]
+
+
+@dataclass
+class TermSums:
+    """Logged terms summed over micro-batches and steps, with how many values each sum holds:
+    a non-finite value (a skipped batch's NaN loss) never enters a mean."""
+
+    sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    examples: int = 0
+    audio_seconds: float = 0.0
+    grad_norms: list[float] = field(default_factory=list)
+
+    def add_terms(self, values: Mapping[str, Tensor]) -> None:
+        for name, value in values.items():
+            number = float(value.detach())
+            if math.isfinite(number):
+                self.sums[name] += number
+                self.counts[name] += 1
+
+    def merge(self, other: TermSums) -> None:
+        for name, value in other.sums.items():
+            self.sums[name] += value
+            self.counts[name] += other.counts[name]
+        self.examples += other.examples
+        self.audio_seconds += other.audio_seconds
+        self.grad_norms += other.grad_norms
+
+    def mean(self, name: str) -> float:
+        return self.sums[name] / self.counts[name] if self.counts.get(name) else math.nan
+
+    def mean_grad_norm(self) -> float:
+        return sum(self.grad_norms) / len(self.grad_norms) if self.grad_norms else math.nan
 
 
 def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
@@ -180,7 +253,7 @@ class Trainer:
     ) -> None:
         if not stages:
             raise ValueError("the curriculum needs at least one stage")
-        if config.average_last > max(1, config.keep_last):
+        if config.keep_last and config.average_last > max(1, config.keep_last):
             raise ValueError(
                 f"train.average_last={config.average_last} needs train.keep_last ≥ it "
                 f"(got {config.keep_last}): older checkpoints are deleted"
@@ -266,71 +339,85 @@ class Trainer:
         gathered = self.accelerator.gather(value)
         return bool(gathered.max() > 0) if any_ else bool(gathered.min() > 0)
 
-    def _train_step(self, data: Iterator[Batch], objective: Objective) -> dict[str, float]:
-        """One optimizer step over `grad_accum` micro-batches; returns the logged terms."""
+    def _train_step(self, data: Iterator[Batch], objective: Objective) -> TermSums:
+        """One optimizer step over `grad_accum` micro-batches.
+
+        A micro-batch whose loss is not finite is left out of the gradient; a step whose
+        gradient norm is not finite (checked whether or not clipping is on) is not applied.
+        Both are counted. Logged terms are sums over the micro-batches that counted.
+        """
         acc = self.accelerator
-        terms_sum: dict[str, float] = defaultdict(float)
+        terms = TermSums()
         skip = False
-        examples = 0
-        audio_seconds = 0.0
-        grad_norm = math.nan
-        for _ in range(self.config.grad_accum):
+        for micro in range(self.config.grad_accum):
             batch = {
                 k: v.to(acc.device, non_blocking=True) if isinstance(v, Tensor) else v
                 for k, v in next(data).items()
             }
-            examples += batch["mixture"].shape[0]
-            audio_seconds += (
+            terms.examples += batch["mixture"].shape[0]
+            terms.audio_seconds += (
                 batch["mixture"].shape[0] * batch["mixture"].shape[-1] / self.sample_rate
             )
             with acc.accumulate(self.model):
                 with acc.autocast():
-                    terms = objective(self.model, batch, self.step)
-                loss = terms["loss"]
+                    values = objective(self.model, batch, self.step, micro)
+                loss = values["loss"]
                 # Every process must take the same branch, or DDP's all-reduce would hang.
                 if self._all_processes(bool(torch.isfinite(loss))):
                     acc.backward(loss)
+                    terms.add_terms(values)
                 else:
                     skip = True
                     self.counters["skipped_batches"] += 1
-                for name, value in terms.items():
-                    terms_sum[name] += float(value.detach()) / self.config.grad_accum
                 if acc.sync_gradients:
-                    if self.config.optim.grad_clip > 0 and not skip:
-                        norm = acc.clip_grad_norm_(
-                            self.model.parameters(), self.config.optim.grad_clip
-                        )
-                        grad_norm = float(norm) if norm is not None else math.nan
-                        skip = skip or (norm is not None and not math.isfinite(grad_norm))
+                    if not skip:
+                        # Clipping to an infinite norm only measures it: a NaN/Inf gradient is
+                        # caught with clipping off too. (DDP's gradients are already reduced,
+                        # so every process sees the same norm and takes the same branch.)
+                        limit = self.config.optim.grad_clip or math.inf
+                        norm = acc.clip_grad_norm_(self.model.parameters(), limit)
+                        if norm is not None:
+                            skip = not math.isfinite(float(norm))
+                            terms.grad_norms += [] if skip else [float(norm)]
                     if skip:
                         self.counters["skipped_steps"] += 1
                     else:
                         self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
-        terms_sum["grad_norm"] = grad_norm
-        terms_sum["examples"] = examples
-        terms_sum["audio_seconds"] = audio_seconds
-        return terms_sum
+        return terms
 
-    def _log(self, sums: dict[str, float], count: int, elapsed: float, lr: float) -> None:
-        names = sorted(sums)
-        values = torch.tensor([sums[n] for n in names], device=self.accelerator.device)
-        values = self.accelerator.reduce(values, reduction="sum")  # sums over processes
-        totals = dict(zip(names, values.tolist(), strict=True))
-        procs = self.accelerator.num_processes
-        if not self.accelerator.is_main_process or self.writer is None:
+    def _log(self, window: TermSums, elapsed: float, lr: float) -> None:
+        names = sorted(window.sums)
+        local = [window.sums[n] for n in names] + [window.counts[n] for n in names]
+        local += [window.examples, window.audio_seconds]
+        values = torch.tensor(local, dtype=torch.float64, device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            values = self.accelerator.reduce(values, reduction="sum")  # sums over processes
+        totals = values.tolist()
+        count = len(names)
+        means = {  # terms no micro-batch contributed to (all skipped) are left out
+            name: totals[i] / totals[count + i]
+            for i, name in enumerate(names)
+            if totals[count + i] > 0
+        }
+        if not self.accelerator.is_main_process:
             return
-        for name in names:
-            if name in ("examples", "audio_seconds"):
-                continue
-            self.writer.add_scalar(f"train/{name}", totals[name] / (count * procs), self.step)
-        self.writer.add_scalar("train/lr", lr, self.step)
-        self.writer.add_scalar("train/examples_per_s", totals["examples"] / elapsed, self.step)
-        self.writer.add_scalar(
-            "train/audio_seconds_per_s", totals["audio_seconds"] / elapsed, self.step
-        )
-        for name, value in self.counters.items():
-            self.writer.add_scalar(f"train/{name}", value, self.step)
+        record = {
+            "step": self.step,
+            "lr": lr,
+            **means,
+            **({"grad_norm": window.mean_grad_norm()} if window.grad_norms else {}),
+            "examples_per_s": totals[-2] / elapsed,
+            "audio_seconds_per_s": totals[-1] / elapsed,
+            **self.counters,
+        }
+        with open(self.run_dir / METRICS_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.writer is None:
+            return
+        for name, value in record.items():
+            if name != "step":
+                self.writer.add_scalar(f"train/{name}", value, self.step)
 
     def _log_value(self, tag: str, value: float | Tensor) -> None:
         if self.writer is None:
@@ -382,23 +469,20 @@ class Trainer:
             desc="train",
             dynamic_ncols=True,
         )
-        sums: dict[str, float] = defaultdict(float)
-        count, tick = 0, time.perf_counter()
+        window, tick = TermSums(), time.perf_counter()
         last_saved = self.step
         with _StopSignal() as stop:
             while self.step < self.max_steps:
                 _, stage = self.stage_at(self.step)
                 lr = self.schedule.apply(self.step)
-                for name, value in self._train_step(data, stage.objective).items():
-                    sums[name] += value
-                count += 1
+                window.merge(self._train_step(data, stage.objective))
                 self.step += 1
                 stage.objective.after_step(acc.unwrap_model(self.model), self.step)
                 progress.update(1)
                 if self.step % self.config.log_every == 0 or self.step == self.max_steps:
-                    progress.set_postfix(stage=stage.name, loss=f"{sums['loss'] / count:.2f}")
-                    self._log(dict(sums), count, time.perf_counter() - tick, lr)
-                    sums, count, tick = defaultdict(float), 0, time.perf_counter()
+                    progress.set_postfix(stage=stage.name, loss=f"{window.mean('loss'):.2f}")
+                    self._log(window, time.perf_counter() - tick, lr)
+                    window, tick = TermSums(), time.perf_counter()
                 if self.config.val_every > 0 and self.step % self.config.val_every == 0:
                     self._validate()
                 stopping = self._all_processes(stop.requested, any_=True)

@@ -52,7 +52,9 @@ class MixITObjective(Objective):
         super().__init__()
         self.config = config
 
-    def forward(self, model: nn.Module, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+    def forward(
+        self, model: nn.Module, batch: dict[str, Tensor], step: int, micro: int = 0
+    ) -> dict[str, Tensor]:
         c = self.config
         outputs = model(batch["mixture"])
         result = mixit(outputs, batch["references"], method=c.method.value, snr_max=c.snr_max)

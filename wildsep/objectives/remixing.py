@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from losses import batch_shuffle, keep_most_energetic, mixture_consistency, remix, remixing_loss
-from wildsep.engine import Objective
+from wildsep.engine import Objective, keyed_generator
 
 
 @dataclass
@@ -43,8 +43,8 @@ class RemixingObjective(Objective):
     The teacher (a frozen copy of the model, initialised from the student when this objective
     first runs — so after a MixIT stage it starts from the MixIT model) separates each mixture;
     its outputs are made mixture-consistent, shuffled across the batch into pseudo-mixtures,
-    and the student separates those. Shuffles derive from (seed, step), so a resumed run draws
-    the same ones. Batch: "mixture" (B, T). The model maps (B, T) → (B, M, T).
+    and the student separates those. Shuffles derive from (seed, step, micro), so a resumed run
+    draws the same ones. Batch: "mixture" (B, T). The model maps (B, T) → (B, M, T).
     """
 
     def __init__(self, config: RemixingObjectiveConfig, model: nn.Module) -> None:
@@ -65,7 +65,9 @@ class RemixingObjective(Objective):
             outputs = keep_most_energetic(outputs, k)
         return outputs
 
-    def forward(self, model: nn.Module, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+    def forward(
+        self, model: nn.Module, batch: dict[str, Tensor], step: int, micro: int = 0
+    ) -> dict[str, Tensor]:
         c = self.config
         student_model = model.module if hasattr(model, "module") else model
         if not bool(self.teacher_ready):
@@ -76,7 +78,7 @@ class RemixingObjective(Objective):
             teacher = self._sources(self.teacher(mixture))
             teacher = mixture_consistency(teacher.float(), mixture.float())
         batch_size, k = teacher.shape[:2]
-        generator = torch.Generator().manual_seed(c.seed * 1_000_003 + step)
+        generator = keyed_generator(c.seed, step, micro)
         shuffle = batch_shuffle(
             batch_size,
             k,

@@ -45,7 +45,7 @@ from wildsep.data import (
     build_remix_loader,
     read_mined,
 )
-from wildsep.engine import Objective, Stage, positioned_batches
+from wildsep.engine import Objective, Stage, keyed_generator, positioned_batches
 from wildsep.engine.trainer import Batch, BatchSource
 from wildsep.models.presence import REFERENCES, class_presence, presence_targets
 
@@ -141,7 +141,9 @@ class RemixObjective(Objective):
         super().__init__()
         self.config, self.conditional = config, conditional
 
-    def forward(self, model: nn.Module, batch: Batch, step: int) -> dict[str, Tensor]:
+    def forward(
+        self, model: nn.Module, batch: Batch, step: int, micro: int = 0
+    ) -> dict[str, Tensor]:
         c = self.config
         mixture = batch["mixture"]
         est = model(mixture, batch["prompts"]) if self.conditional else model(mixture)
@@ -169,9 +171,11 @@ class SemiSupervisedObjective(Objective):
         super().__init__()
         self.supervised, self.remix = supervised, remix
 
-    def forward(self, model: nn.Module, batch: Batch, step: int) -> dict[str, Tensor]:
+    def forward(
+        self, model: nn.Module, batch: Batch, step: int, micro: int = 0
+    ) -> dict[str, Tensor]:
         is_remix = batch.get("kind") == "remix"
-        terms = (self.remix if is_remix else self.supervised)(model, batch, step)
+        terms = (self.remix if is_remix else self.supervised)(model, batch, step, micro)
         return {**terms, "remix_batches": torch.tensor(float(is_remix))}
 
     def after_step(self, model: nn.Module, step: int) -> None:
@@ -347,9 +351,9 @@ class PresenceObjective(Objective):
     """Multi-label BCE on per-window class presence, targets from each reference's energy.
 
     Batch: dynamic mixtures {"references" (B, S, T), "prompts" (B lists of S class names)}.
-    The references are gated (:func:`activity_gates`, seeded by the step), the mixture is
-    rebuilt as their sum plus a noise floor (:func:`noise_floor`, no class), and the model
-    maps it to logits (B, W, C).
+    The references are gated (:func:`activity_gates`, seeded by the step and micro-batch),
+    the mixture is rebuilt as their sum plus a noise floor (:func:`noise_floor`, no class),
+    and the model maps it to logits (B, W, C).
     """
 
     def __init__(self, config: PresenceObjectiveConfig, model_config) -> None:
@@ -362,10 +366,10 @@ class PresenceObjective(Objective):
         presence = presence_targets(references, m.window, m.window_hop, c.threshold_db, c.reference)
         return class_presence(presence, prompts, m.classes)
 
-    def prepare(self, batch: Batch, step: int) -> tuple[Tensor, Tensor]:
+    def prepare(self, batch: Batch, step: int, micro: int = 0) -> tuple[Tensor, Tensor]:
         """The gated mixture (B, T) and its targets (B, W, C)."""
         c, references = self.config, batch["references"].float()
-        generator = torch.Generator().manual_seed(c.seed * 1_000_003 + step)
+        generator = keyed_generator(c.seed, step, micro)
         fade = round(c.fade_seconds * self.model_config.sample_rate)
         gates = activity_gates(
             tuple(references.shape), c.gate_prob, c.min_active, fade, generator, references.device
@@ -376,8 +380,10 @@ class PresenceObjective(Objective):
             mixture = mixture + noise_floor(mixture, c.noise_floor_db, generator)
         return mixture, self.targets(references, batch["prompts"])
 
-    def forward(self, model: nn.Module, batch: Batch, step: int) -> dict[str, Tensor]:
-        mixture, targets = self.prepare(batch, step)
+    def forward(
+        self, model: nn.Module, batch: Batch, step: int, micro: int = 0
+    ) -> dict[str, Tensor]:
+        mixture, targets = self.prepare(batch, step, micro)
         logits = model(mixture).float()
         weight = torch.tensor(self.config.positive_weight, device=logits.device)
         loss = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight)

@@ -67,10 +67,13 @@ class TUSSObjective(Objective):
         super().__init__()
         self.config = config
 
-    def forward(self, model: nn.Module, batch: dict, step: int) -> dict[str, Tensor]:
+    def forward(
+        self, model: nn.Module, batch: dict, step: int, micro: int = 0
+    ) -> dict[str, Tensor]:
         c = self.config
         mixture, references, prompts = batch["mixture"], batch["references"], batch["prompts"]
-        rng = np.random.default_rng([c.seed, step])  # from the step: resumed runs drop alike
+        # keyed on the micro-batch: resumed runs drop alike, accumulated micro-batches differ
+        rng = np.random.default_rng([c.seed, step, micro])
         dropped = 0
         if c.prompt_dropout > 0 and rng.random() < c.prompt_dropout:
             count = int(rng.integers(1, c.max_dropped + 1))

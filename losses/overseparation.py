@@ -13,9 +13,16 @@ from losses.signal import float32
 
 
 def _normalised_powers(est: Tensor, eps: float) -> Tensor:
-    """Per-output mean power divided by the example's total: (B, M, ..., T) → (B, M), sums to 1."""
+    """Per-output mean power divided by the example's total: (B, M, ..., T) → (B, M), sums to 1.
+
+    An example whose outputs are all silent (total mean power ≤ `eps`) counts as M equally
+    loud outputs (p̃ = 1/M) rather than as all-zero powers, which would put the sparsity
+    losses outside their range.
+    """
     power = est.pow(2).flatten(2).mean(-1)  # (B, M)
-    return power / (power.sum(1, keepdim=True) + eps)
+    total = power.sum(1, keepdim=True)
+    uniform = torch.full_like(power, 1.0 / power.shape[1])
+    return torch.where(total > eps, power / total.clamp_min(eps), uniform)
 
 
 @float32
@@ -25,6 +32,7 @@ def sparsity_l1_l2(est: Tensor, eps: float = 1e-12) -> Tensor:
     Equals 1 when one output is active and √M when all M are equally loud, so minimising it
     favours few active outputs. Computed as Σ_m sqrt(p̃_m) with p̃ the powers normalised to sum
     to 1 (the same quantity); `eps` keeps the gradient of sqrt finite at silent outputs.
+    All-silent outputs score √M (equally loud: nothing was separated).
 
     Args:
         est: (B, M, T) outputs (e.g. the MoM separation).
@@ -38,8 +46,9 @@ def sparsity_l1_l2(est: Tensor, eps: float = 1e-12) -> Tensor:
 def sparsity_lp(est: Tensor, p: float = 0.5, eps: float = 1e-12) -> Tensor:
     """L_p sparsity of the per-output RMS vector relative to its L2 norm: ‖r‖_p^p / ‖r‖₂^p.
 
-    = Σ_m p̃_m^(p/2), in [1, M^(1−p/2)]. p = 1 is `sparsity_l1_l2`; smaller p (p < 1)
-    approaches counting the active outputs, penalising weak leftover outputs harder.
+    = Σ_m p̃_m^(p/2), in [1, M^(1−p/2)] (all-silent outputs: M^(1−p/2)). p = 1 is
+    `sparsity_l1_l2`; smaller p (p < 1) approaches counting the active outputs, penalising
+    weak leftover outputs harder.
 
     Args:
         est: (B, M, T) outputs.

@@ -28,6 +28,20 @@ def test_sparsity_is_one_for_one_active_output_and_sqrt_m_for_m_equal_ones(scale
     assert sparsity_l1_l2(equal).item() == pytest.approx(math.sqrt(m), rel=1e-5)
 
 
+def test_sparsity_stays_in_its_range_when_an_example_is_all_silent():
+    """A batch with a silent example (a silent MoM) among loud and quiet ones: the silent one
+    scores the top of the range (M equally loud outputs), the others their own ratio."""
+    est = torch.randn(3, 4, 300) * torch.tensor([1.0, 0.0, 1e-4])[:, None, None]
+    est[0, 1:] *= 0.01
+    l1_l2, lp = sparsity_l1_l2(est), sparsity_lp(est, p=0.5)
+    assert l1_l2[1].item() == pytest.approx(2.0, rel=1e-5)  # √4
+    assert lp[1].item() == pytest.approx(4 ** (1 - 0.25), rel=1e-5)
+    torch.testing.assert_close(
+        l1_l2[[0, 2]].double(), reference_l1_l2(est[[0, 2]]), rtol=1e-4, atol=0
+    )
+    assert ((l1_l2 >= 1 - 1e-4) & (l1_l2 <= 2 + 1e-4)).all()
+
+
 def test_lp_variant_generalises_l1_l2_and_is_scale_invariant():
     est = torch.randn(3, 5, 200) * torch.rand(3, 5, 1)
     torch.testing.assert_close(sparsity_lp(est, p=1.0), sparsity_l1_l2(est))

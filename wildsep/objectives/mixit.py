@@ -30,6 +30,8 @@ class MixITObjectiveConfig:
     sparsity: SparsityKind = SparsityKind.l1_l2
     sparsity_p: float = 0.5  # exponent of the lp variant
     covariance_weight: float = 0.0
+    covariance_center: bool = True  # remove each output's mean first (covariance, not raw ⟨·,·⟩)
+    covariance_square: bool = False  # penalise C_ij² instead of |C_ij|
     # An output counts as active when its energy is above this level relative to the MoM's
     # (dB); logged as the number of active outputs, to watch over-separation.
     active_threshold_db: float = -20.0
@@ -69,7 +71,9 @@ class MixITObjective(Objective):
             terms["sparsity"] = sparse.mean()
             loss = loss + c.sparsity_weight * terms["sparsity"]
         if c.covariance_weight > 0:
-            terms["covariance"] = covariance_loss(outputs).mean()
+            terms["covariance"] = covariance_loss(
+                outputs, center=c.covariance_center, square=c.covariance_square
+            ).mean()
             loss = loss + c.covariance_weight * terms["covariance"]
         with torch.no_grad():
             terms["active_outputs"] = count_active(

@@ -12,6 +12,7 @@ See docs/finetuning.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import logging
 from pathlib import Path
@@ -23,10 +24,12 @@ from wildsep.data import EvalSetDataset, build_corpus_index, build_dynamic_mixin
 from wildsep.engine import (
     Stage,
     Trainer,
+    augmented_batches,
     make_accelerator,
     positioned_batches,
     prepare_run_dir,
     run_recipe,
+    seed_everything,
 )
 from wildsep.models import TUSS, Backbone, from_preset, load_pretrained
 from wildsep.models.pretrained import read_config, resolve_model_dir
@@ -52,11 +55,30 @@ def build_model(config: TUSSModelConfig) -> tuple[TUSS, str]:
         return model, f"backbone {directory}\n{table}"
     if kind is TUSS:
         model = load_pretrained(directory)
+        check_overrides(config.overrides, model.config, directory)
         new = [p for p in config.prompts or () if p not in model.config.prompts]
         if new:
             model.add_prompts(new)
         return model, f"TUSS {directory}" + (f" (new prompts {new})" if new else "")
     raise ConfigError(f"--init {config.init}: a {kind.__name__} cannot initialise TUSS")
+
+
+def check_overrides(overrides: dict, found, directory) -> None:
+    """A TUSS continued from `directory` keeps its config: `model.overrides` may only repeat
+    it (the saved config.yaml would otherwise claim settings the model does not have)."""
+    known = {f.name for f in dataclasses.fields(found)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"model.overrides: {unknown} are not TUSSConfig fields")
+    differ = {k: (getattr(found, k), v) for k, v in overrides.items() if getattr(found, k) != v}
+    if differ:
+        fields = "; ".join(
+            f"{k}: the model has {a!r}, overridden to {b!r}" for k, (a, b) in differ.items()
+        )
+        raise ConfigError(
+            f"model.overrides contradict the TUSS being continued from {directory} ({fields}): "
+            "drop them, or train a new model without --init"
+        )
 
 
 def load_validation(config: FinetuneConfig) -> list[dict]:
@@ -85,6 +107,7 @@ def main(argv: list[str] | None = None) -> Path:
         overrides.append(f"model.init={args.init}")
     config = load_config(FinetuneConfig, args.config, overrides)
 
+    seed_everything(config.train)
     model, origin = build_model(config.model)
     if model.config.sample_rate != config.data.clips.sample_rate:
         raise ConfigError(
@@ -101,18 +124,18 @@ def main(argv: list[str] | None = None) -> Path:
 
     run_dir = Path(config.run_dir)
     accelerator = make_accelerator(config.train, run_dir)
-    prepare_run_dir(run_dir, config, config.train.resume, accelerator.is_main_process)
+    prepare_run_dir(run_dir, config, recipe="finetune", is_main=accelerator.is_main_process)
     if accelerator.is_main_process:
         (run_dir / "init.txt").write_text(origin + "\n")
         log.info("initialised from %s", origin)
     with accelerator.main_process_first():
         pools = build_corpus_index(config.data.pools)
+    rank, world_size = accelerator.process_index, accelerator.num_processes
     loader, sampler = build_dynamic_mixing_loader(
-        config.data,
-        rank=accelerator.process_index,
-        world_size=accelerator.num_processes,
-        pools=pools,
+        config.data, rank=rank, world_size=world_size, pools=pools
     )
+    # data.augment acts on the sources, before they are mixed
+    batches = augmented_batches(positioned_batches(loader, sampler), config.data, rank)
     objective = TUSSObjective(config.objective)
     loss_fn = functools.partial(
         tuss_loss,
@@ -128,11 +151,11 @@ def main(argv: list[str] | None = None) -> Path:
         config.semisup,
         config.data,
         [Stage("tuss", objective, config.train.max_steps)],
-        positioned_batches(loader, sampler),
+        batches,
         conditional=True,
         prompts=model.config.prompts,
-        rank=accelerator.process_index,
-        world_size=accelerator.num_processes,
+        rank=rank,
+        world_size=world_size,
         pools=pools,
     )
     trainer = Trainer(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from wildsep.config import ConfigError
 from wildsep.data import DataConfig
 from wildsep.engine import TrainConfig
 from wildsep.objectives import MixITObjectiveConfig, RemixingObjectiveConfig, SemiSupConfig
@@ -32,6 +33,10 @@ class StageConfig:
     steps: int = 100_000
     mixit: MixITObjectiveConfig = field(default_factory=MixITObjectiveConfig)
     remixing: RemixingObjectiveConfig = field(default_factory=RemixingObjectiveConfig)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"stage {self.name!r}: steps must be >= 1, got {self.steps}")
 
 
 @dataclass
@@ -60,3 +65,32 @@ class PretrainConfig:
     # Demucs-style remixes of mined segments (pretrain/mine.py), interleaved with the MoM
     # batches; off unless semisup.manifest is set. docs/pretraining.md, last section.
     semisup: SemiSupConfig = field(default_factory=SemiSupConfig)
+
+
+def check_stages(config: PretrainConfig) -> None:
+    """Refuse, at start, a curriculum whose later stages could not run (hours in otherwise):
+    a remixing stage needs K ≤ M sources and, with the constrained shuffle, a per-process
+    batch of at least K mixtures."""
+    from wildsep.models import preset_config
+
+    if not config.stages:
+        raise ConfigError("stages is empty: the curriculum needs at least one stage")
+    outputs = preset_config(config.model.preset, **config.model.overrides).n_outputs
+    batch = config.data.batch_size
+    for i, stage in enumerate(config.stages):
+        if stage.objective != ObjectiveKind.remixing:
+            continue
+        remixing, where = stage.remixing, f"stages.{i} ({stage.name})"
+        if remixing.num_sources > outputs or remixing.num_sources < 0:
+            raise ConfigError(
+                f"{where}: remixing.num_sources={remixing.num_sources} must be in [0, "
+                f"{outputs}] (0 = all of the model's {outputs} outputs)"
+            )
+        sources = remixing.num_sources or outputs
+        if remixing.constrained and batch < sources:
+            raise ConfigError(
+                f"{where}: the constrained shuffle draws each pseudo-mixture's {sources} sources "
+                f"from {sources} different mixtures, but data.batch_size={batch}: set "
+                f"data.batch_size>={sources}, stages.{i}.remixing.num_sources<={batch}, or "
+                f"stages.{i}.remixing.constrained=false"
+            )

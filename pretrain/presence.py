@@ -32,10 +32,12 @@ from wildsep.engine import (
     Stage,
     TrainConfig,
     Trainer,
+    augmented_batches,
     make_accelerator,
     positioned_batches,
     prepare_run_dir,
     run_recipe,
+    seed_everything,
 )
 from wildsep.models import PresenceClassifier, PresenceConfig
 from wildsep.objectives import PresenceObjective, PresenceObjectiveConfig
@@ -130,17 +132,16 @@ def main(argv: list[str] | None = None) -> Path:
     config = load_config(PresenceRecipeConfig, args.config, args.overrides)
     check_config(config)
 
+    seed_everything(config.train)
     model = PresenceClassifier(config.model)
     run_dir = Path(config.run_dir)
     accelerator = make_accelerator(config.train, run_dir)
-    prepare_run_dir(run_dir, config, config.train.resume, accelerator.is_main_process)
+    prepare_run_dir(run_dir, config, recipe="presence", is_main=accelerator.is_main_process)
     with accelerator.main_process_first():
         pools = build_corpus_index(config.data.pools)
+    rank, world_size = accelerator.process_index, accelerator.num_processes
     loader, sampler = build_dynamic_mixing_loader(
-        config.data,
-        rank=accelerator.process_index,
-        world_size=accelerator.num_processes,
-        pools=pools,
+        config.data, rank=rank, world_size=world_size, pools=pools
     )
     objective = PresenceObjective(config.objective, config.model)
     validate = None
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> Path:
         config.train,
         model,
         [Stage("presence", objective, config.train.max_steps)],
-        positioned_batches(loader, sampler),
+        augmented_batches(positioned_batches(loader, sampler), config.data, rank),
         run_dir,
         accelerator,
         sample_rate=config.data.clips.sample_rate,

@@ -15,19 +15,28 @@ import copy
 import shutil
 from pathlib import Path
 
-from pretrain.config import ObjectiveKind, PretrainConfig, StageConfig
+from pretrain.config import ObjectiveKind, PretrainConfig, StageConfig, check_stages
 from wildsep.config import ConfigError, load_config
-from wildsep.data import EvalSetDataset, build_corpus_index, build_mixit_loader
+from wildsep.data import (
+    EvalSetDataset,
+    build_corpus_index,
+    build_mixit_loader,
+    build_mixture_loader,
+)
 from wildsep.engine import (
     Objective,
     Stage,
     Trainer,
+    augmented_batches,
     initialise_from,
     make_accelerator,
     positioned_batches,
     prepare_run_dir,
     run_recipe,
+    seed_everything,
+    staged_batches,
 )
+from wildsep.engine.trainer import BatchSource
 from wildsep.models import from_preset
 from wildsep.objectives import MixITObjective, RemixingObjective, with_remix_batches
 from wildsep.validation import UnconditionalValidation
@@ -44,6 +53,31 @@ def build_objective(stage: StageConfig, model) -> Objective:
     if stage.objective == ObjectiveKind.mixit:
         return MixITObjective(stage.mixit)
     return RemixingObjective(stage.remixing, model)
+
+
+# What each stage's objective separates: MixIT a mixture of two mixtures, Self-Remixing and
+# RemixIT single in-the-wild mixtures (reference §4).
+STAGE_LOADERS = {
+    ObjectiveKind.mixit: build_mixit_loader,
+    ObjectiveKind.remixing: build_mixture_loader,
+}
+
+
+def training_batches(config: PretrainConfig, index, rank: int, world_size: int) -> BatchSource:
+    """The curriculum's data: each stage reads what its objective needs, augmented
+    (`data.augment`) on the clips before they are mixed."""
+    sources = {}
+    for kind in {stage.objective for stage in config.stages}:
+        loader, sampler = STAGE_LOADERS[kind](
+            config.data, rank=rank, world_size=world_size, index=index
+        )
+        sources[kind] = positioned_batches(loader, sampler)
+    batches = staged_batches(
+        [sources[stage.objective] for stage in config.stages],
+        [stage.steps for stage in config.stages],
+        config.train.grad_accum,
+    )
+    return augmented_batches(batches, config.data, rank)
 
 
 def build_validation(config: PretrainConfig, index) -> UnconditionalValidation:
@@ -72,7 +106,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=10")
     args = parser.parse_args(argv)
     config = load_config(PretrainConfig, args.config, args.overrides)
+    check_stages(config)
 
+    seed_everything(config.train)
     model = from_preset(config.model.preset, **config.model.overrides)
     if model.config.sample_rate != config.data.clips.sample_rate:
         raise ConfigError(
@@ -84,25 +120,20 @@ def main(argv: list[str] | None = None) -> Path:
 
     run_dir = Path(config.run_dir)
     accelerator = make_accelerator(config.train, run_dir)
-    prepare_run_dir(run_dir, config, config.train.resume, accelerator.is_main_process)
+    prepare_run_dir(run_dir, config, recipe="pretrain", is_main=accelerator.is_main_process)
     with accelerator.main_process_first():  # index once; the other processes read the cache
         index = build_corpus_index(config.data.corpus)
     keep_skip_report(index, run_dir, accelerator.is_main_process)
-    loader, sampler = build_mixit_loader(
-        config.data,
-        rank=accelerator.process_index,
-        world_size=accelerator.num_processes,
-        index=index,
-    )
+    rank, world_size = accelerator.process_index, accelerator.num_processes
     stages = [Stage(s.name, build_objective(s, model), s.steps) for s in config.stages]
     stages, batches = with_remix_batches(  # unchanged unless semisup.manifest is set
         config.semisup,
         config.data,
         stages,
-        positioned_batches(loader, sampler),
+        training_batches(config, index, rank, world_size),
         conditional=False,
-        rank=accelerator.process_index,
-        world_size=accelerator.num_processes,
+        rank=rank,
+        world_size=world_size,
     )
     validate = build_validation(config, index) if accelerator.is_main_process else None
     trainer = Trainer(

@@ -74,3 +74,14 @@ def test_mixit_yfcc_without_a_corpus_says_how_to_give_one(monkeypatch):
 def test_accelerate_config_parses(path):
     config = load_config_from_file(str(path))
     assert config.num_processes >= 1 and config.mixed_precision == "bf16"
+
+
+def test_command_line_no_yes_on_off_are_strings_for_choices_and_booleans_for_flags():
+    """YAML 1.1 would read `train.precision=no` as False and reject it."""
+    from pretrain.config import PretrainConfig
+
+    config = load_config(
+        PretrainConfig, None, ["train.precision=no", "train.resume=no", "data.drop_last=off"]
+    )
+    assert config.train.precision.value == "no"
+    assert config.train.resume is False and config.data.drop_last is False

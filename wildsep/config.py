@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,23 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 T = TypeVar("T")
+
+
+class _OverrideLoader(yaml.SafeLoader):
+    """YAML for `key=value` overrides with YAML 1.2 booleans: only true/false are booleans, so
+    `train.precision=no` stays the string "no" (omegaconf still reads yes/no/on/off into
+    boolean fields)."""
+
+
+_OverrideLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_OverrideLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 
 
 class ConfigError(ValueError):
@@ -93,7 +111,8 @@ def load_config(
         # One at a time with `update`, so list items can be set too (`stages.0.steps=10`).
         key, raw = override.split("=", 1)
         try:
-            OmegaConf.update(config, key, yaml.safe_load(raw) if raw else "", merge=True)
+            value = yaml.load(raw, Loader=_OverrideLoader) if raw else ""  # a SafeLoader
+            OmegaConf.update(config, key, value, merge=True)
         except ConfigKeyError as error:
             raise ConfigError(_unknown_key_message(schema, error, "the command line")) from None
         except (OmegaConfBaseException, yaml.YAMLError, IndexError, TypeError) as error:

@@ -44,3 +44,19 @@ def test_dynamic_mixing_and_eval_loaders(demo_corpus: Path, tmp_path: Path) -> N
         assert (b, t) == (2, 4000) and [len(p) for p in batch["prompts"]] == [n, n]
     evaluation = build_eval_loader(demo_corpus / "test" / "manifest.jsonl", 8000, batch_size=2)
     assert sum(len(b["classes"]) for b in evaluation) == 3
+
+
+def test_a_corpus_smaller_than_a_batch_names_the_keys_or_wraps(demo_corpus, tmp_path):
+    """8 files are 4 mixtures of mixtures: a batch of 8 is refused naming the keys to change;
+    with drop_last=false the batch is filled by wrapping around the corpus."""
+    import pytest
+
+    config = _config(demo_corpus, tmp_path / "cache")
+    config.batch_size = 8
+    with pytest.raises(ValueError, match=r"data\.batch_size=4.*data\.drop_last=false"):
+        build_mixit_loader(config)
+    config.drop_last = False
+    loader, sampler = build_mixit_loader(config)
+    batch = next(iter(loader))["references"]
+    assert batch.shape[0] == 8 and len(sampler) == 1
+    torch.testing.assert_close(batch[4:], batch[:4])  # positions 4…7 wrap to 0…3

@@ -231,3 +231,39 @@ def test_classes_without_a_prompt_are_a_clear_error(tmp_path, demo_corpus):
 def test_a_missing_init_is_a_clear_error(tmp_path, demo_corpus):
     with pytest.raises(ValueError, match="does not exist"):
         main([CONFIG, "--init", str(tmp_path / "nothing"), *overrides(tmp_path, demo_corpus)])
+
+
+def test_overrides_that_contradict_a_continued_tuss_are_refused_naming_the_field(
+    tmp_path, demo_corpus
+):
+    """--init with a TUSS keeps that TUSS's config; model.overrides may only repeat it."""
+    model = from_preset("tuss-medium", **TINY_SEPARATOR)
+    model.save_pretrained(tmp_path / "tuss")
+    args = overrides(tmp_path, demo_corpus)  # repeats the tiny geometry: accepted as is
+    contradicting = [*args, "model.overrides.dim=48"]
+    with pytest.raises(ConfigError) as error:
+        main([CONFIG, "--init", str(tmp_path / "tuss"), *contradicting])
+    assert "dim: the model has 16, overridden to 48" in str(error.value)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match=r"\['width'\] are not TUSSConfig fields"):
+        main([CONFIG, "--init", str(tmp_path / "tuss"), *args, "model.overrides.width=3"])
+
+
+def test_augmentation_acts_on_the_sources_before_they_are_mixed(tmp_path, demo_corpus, monkeypatch):
+    """data.augment reaches the fine-tuning batches: a gain of exactly 0.5 halves every
+    reference and the mixture stays their sum."""
+    seen = {}
+
+    def record(self, model, batch, step, micro=0):
+        seen.setdefault(self.tag, []).append({k: batch[k] for k in ("mixture", "references")})
+        return {"loss": model.prompt_embeddings.sum() * 0}
+
+    monkeypatch.setattr(TUSSObjective, "forward", record)
+    for tag, extra in (("plain", []), ("halved", ["data.augment.scale=[0.5,0.5]"])):
+        monkeypatch.setattr(TUSSObjective, "tag", tag, raising=False)
+        args = overrides(tmp_path / tag, demo_corpus, steps=1, **{"validation.manifest": "null"})
+        main([CONFIG, *args, *extra])
+    plain, halved = seen["plain"][0], seen["halved"][0]
+    torch.testing.assert_close(halved["references"], 0.5 * plain["references"])
+    torch.testing.assert_close(halved["mixture"], halved["references"].sum(1))

@@ -47,12 +47,14 @@ _EXPORTS = {
     "build_dynamic_mixing_loader": "wildsep.data.loaders",
     "build_eval_loader": "wildsep.data.loaders",
     "build_mixit_loader": "wildsep.data.loaders",
+    "build_mixture_loader": "wildsep.data.loaders",
     "build_remix_loader": "wildsep.data.mining",
     "check_audio_file": "wildsep.data.audio_io",
     "collate_clips": "wildsep.data.clips",
     "collate_dynamic_mixing": "wildsep.data.mixing",
     "collate_eval": "wildsep.data.evalset",
     "collate_mixture_of_mixtures": "wildsep.data.mixit",
+    "collate_mixtures": "wildsep.data.loaders",
     "collate_remix": "wildsep.data.mining",
     "load_audio": "wildsep.data.audio_io",
     "load_data_config": "wildsep.data.config",
@@ -102,6 +104,8 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ imports on f
     from wildsep.data.loaders import build_dynamic_mixing_loader as build_dynamic_mixing_loader
     from wildsep.data.loaders import build_eval_loader as build_eval_loader
     from wildsep.data.loaders import build_mixit_loader as build_mixit_loader
+    from wildsep.data.loaders import build_mixture_loader as build_mixture_loader
+    from wildsep.data.loaders import collate_mixtures as collate_mixtures
     from wildsep.data.mining import MiningConfig as MiningConfig
     from wildsep.data.mining import MiningReport as MiningReport
     from wildsep.data.mining import RemixDataset as RemixDataset

@@ -297,6 +297,16 @@ class AugmentConfig:
         if self.shift_seconds < 0 or self.remix_group_size < 0 or self.remix_group_size == 1:
             raise ValueError("augment.shift_seconds must be >= 0 and remix_group_size 0 or >= 2")
 
+    @property
+    def enabled(self) -> bool:
+        return bool(
+            self.shift_seconds
+            or self.flip_sign_prob
+            or self.flip_channels_prob
+            or self.scale is not None
+            or self.remix_group_size
+        )
+
 
 @dataclass
 class DataConfig:
@@ -305,6 +315,9 @@ class DataConfig:
     seed: int = 0
     batch_size: int = 4
     num_workers: int = 2
+    drop_last: bool = True
+    """Drop an epoch's incomplete last batch; False fills it by wrapping around to the first
+    items (so a corpus smaller than one batch still trains, with repeats)."""
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     """The unlabeled corpus (MixIT pre-training)."""
     pools: CorpusConfig = field(default_factory=lambda: CorpusConfig(class_from_folder=True))
@@ -313,6 +326,10 @@ class DataConfig:
     mixit: MixITConfig = field(default_factory=MixITConfig)
     dynamic_mixing: DynamicMixingConfig = field(default_factory=DynamicMixingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise ValueError("data.batch_size must be >= 1 and data.num_workers >= 0")
 
 
 def default_cache_dir() -> Path:

@@ -29,7 +29,10 @@ def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _loader(dataset: Dataset, sampler: Sampler, collate, num_workers: int) -> DataLoader:
+def keyed_loader(
+    dataset: Dataset, sampler: Sampler, collate, num_workers: int, seed: int = 0
+) -> DataLoader:
+    """A DataLoader over a batch sampler of keys (every item a pure function of its key)."""
     return DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -40,7 +43,21 @@ def _loader(dataset: Dataset, sampler: Sampler, collate, num_workers: int) -> Da
         persistent_workers=num_workers > 0,
         worker_init_fn=leave_stop_signals_to_the_main_process,
         pin_memory=torch.cuda.is_available(),
+        # Every new iterator draws a worker base seed; from its own generator it leaves the
+        # global torch RNG (model init, dropout) alone, so resumed runs stay in step.
+        generator=torch.Generator().manual_seed(seed),
     )
+
+
+def _check_one_batch(items: int, what: str, config: DataConfig, world_size: int) -> None:
+    """A clear error, naming the keys to change, when `items` cannot fill one global batch."""
+    if config.drop_last and items < config.batch_size * world_size:
+        per_rank = max(1, items // world_size)
+        raise ValueError(
+            f"the corpus gives {items} {what}, fewer than one batch of {config.batch_size} on "
+            f"each of {world_size} process(es): set data.batch_size={per_rank} (or less), or "
+            "data.drop_last=false to fill batches by wrapping around the corpus"
+        )
 
 
 def build_mixit_loader(
@@ -56,12 +73,50 @@ def build_mixit_loader(
     index = index or build_corpus_index(config.corpus)
     clips = ClipDataset(index, config.clips, seed=config.seed)
     dataset = MixtureOfMixturesDataset(clips, config.mixit)
+    _check_one_batch(len(dataset), "mixtures of mixtures (pairs of files)", config, world_size)
     sampler = ResumableBatchSampler(
-        len(dataset), config.batch_size, rank=rank, world_size=world_size
+        len(dataset),
+        config.batch_size,
+        rank=rank,
+        world_size=world_size,
+        drop_last=config.drop_last,
     )
     if state:
         sampler.load_state_dict(state)
-    return _loader(dataset, sampler, collate_mixture_of_mixtures, config.num_workers), sampler
+    collate = collate_mixture_of_mixtures
+    return keyed_loader(dataset, sampler, collate, config.num_workers, config.seed), sampler
+
+
+def collate_mixtures(items: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Single clips ([C,] T) as a batch of mixtures: ``{"mixture": (B, [C,] T)}``."""
+    return {"mixture": torch.stack(items)}
+
+
+def build_mixture_loader(
+    config: DataConfig,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    index: CorpusIndex | None = None,
+    state: dict[str, int] | None = None,
+) -> tuple[DataLoader, ResumableBatchSampler]:
+    """Batches ``{"mixture": (B, [C,] T)}`` of single in-the-wild clips from
+    ``config.corpus``: what Self-Remixing and RemixIT separate (reference §4)."""
+    index = index or build_corpus_index(config.corpus)
+    dataset = ClipDataset(index, config.clips, seed=config.seed)
+    _check_one_batch(len(dataset), "files", config, world_size)
+    sampler = ResumableBatchSampler(
+        len(dataset),
+        config.batch_size,
+        rank=rank,
+        world_size=world_size,
+        drop_last=config.drop_last,
+    )
+    if state:
+        sampler.load_state_dict(state)
+    return keyed_loader(
+        dataset, sampler, collate_mixtures, config.num_workers, config.seed
+    ), sampler
 
 
 def build_dynamic_mixing_loader(
@@ -77,6 +132,7 @@ def build_dynamic_mixing_loader(
     pools = pools or build_corpus_index(config.pools)
     mixing = config.dynamic_mixing
     dataset = DynamicMixingDataset(pools, mixing, config.clips, seed=config.seed)
+    _check_one_batch(len(dataset), "dynamic mixtures per epoch", config, world_size)
     sampler = FixedNumSourcesBatchSampler(
         len(dataset),
         config.batch_size,
@@ -85,10 +141,12 @@ def build_dynamic_mixing_loader(
         seed=config.seed,
         rank=rank,
         world_size=world_size,
+        drop_last=config.drop_last,
     )
     if state:
         sampler.load_state_dict(state)
-    return _loader(dataset, sampler, collate_dynamic_mixing, config.num_workers), sampler
+    collate = collate_dynamic_mixing
+    return keyed_loader(dataset, sampler, collate, config.num_workers, config.seed), sampler
 
 
 def build_eval_loader(

@@ -48,6 +48,7 @@ from wildsep.data.clips import ClipSampler, keyed_rng, parse_key
 from wildsep.data.config import ClipConfig, CorpusConfig
 from wildsep.data.demo import synthesise
 from wildsep.data.index import CorpusIndex, arrow_table, build_corpus_index, source_path
+from wildsep.data.loaders import keyed_loader
 from wildsep.data.sampler import ResumableBatchSampler
 from wildsep.data.streaming import stream_corpus
 from wildsep.models.presence import PresenceClassifier
@@ -502,13 +503,7 @@ def build_remix_loader(
     if len(dataset) < batch_size * world_size:
         dataset.length = batch_size * world_size  # a tiny manifest still fills a batch
     sampler = ResumableBatchSampler(len(dataset), batch_size, rank=rank, world_size=world_size)
-    loader = DataLoader(
-        dataset,  # type: ignore[arg-type]
-        batch_sampler=sampler,
-        collate_fn=collate_remix,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-    )
+    loader = keyed_loader(dataset, sampler, collate_remix, num_workers, dataset.seed)  # type: ignore[arg-type]
     return loader, sampler
 
 

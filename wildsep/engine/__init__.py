@@ -1,7 +1,16 @@
 """The training engine shared by the pre-training and fine-tuning recipes."""
 
 from wildsep.engine.checkpoint import latest_checkpoint, list_checkpoints
-from wildsep.engine.run import initialise_from, positioned_batches, prepare_run_dir, run_recipe
+from wildsep.engine.run import (
+    augmented_batches,
+    config_changes,
+    initialise_from,
+    positioned_batches,
+    prepare_run_dir,
+    run_recipe,
+    seed_everything,
+    staged_batches,
+)
 from wildsep.engine.schedule import LRSchedule, ScheduleConfig, ScheduleKind
 from wildsep.engine.trainer import (
     Objective,
@@ -24,6 +33,8 @@ __all__ = [
     "Stage",
     "TrainConfig",
     "Trainer",
+    "augmented_batches",
+    "config_changes",
     "initialise_from",
     "keyed_generator",
     "latest_checkpoint",
@@ -32,4 +43,6 @@ __all__ = [
     "positioned_batches",
     "prepare_run_dir",
     "run_recipe",
+    "seed_everything",
+    "staged_batches",
 ]

@@ -125,13 +125,11 @@ def check_geometry(backbone: SeparatorConfig, tuss: SeparatorConfig, source: str
     expected["bands"] = band_widths(backbone.sample_rate, backbone.n_fft)
     found["bands"] = band_widths(tuss.sample_rate, tuss.n_fft)
     diff = [
-        f"  {k}: backbone has {v}, TUSS has {found[k]}"
-        for k, v in expected.items()
-        if v != found[k]
+        f"{k}: backbone has {v}, TUSS has {found[k]}" for k, v in expected.items() if v != found[k]
     ]
     if diff:
         where = f" {source}" if source else ""
-        raise ValueError(f"backbone{where} does not fit this TUSS geometry:\n" + "\n".join(diff))
+        raise ValueError(f"backbone{where} does not fit this TUSS geometry: " + "; ".join(diff))
 
 
 @dataclass

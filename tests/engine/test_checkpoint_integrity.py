@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -179,3 +181,38 @@ def test_a_failed_export_leaves_the_previous_export_whole(tmp_path: Path) -> Non
         trainer.export(tmp_path / "model")
     assert tree_digest(tmp_path / "model") == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("model")) == ["model"]
+
+
+def launch(run_dir: Path, steps: int, processes: int) -> subprocess.CompletedProcess:
+    """`tiny_run.py` under `accelerate launch` with a gloo group of `processes` CPU ranks."""
+    distributed = ["--multi_gpu", "--num_processes", str(processes)] if processes > 1 else []
+    args = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command = [sys.executable, "-m", "accelerate.commands.launch", *distributed, *args]
+    return subprocess.run(
+        [*command, str(Path(__file__).parent / "tiny_run.py"), str(run_dir), str(steps)],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_two_processes_agree_to_skip_a_checkpoint_missing_one_ranks_rng(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Each rank's RNG file is required (Accelerate would silently skip a missing one), and
+    all ranks fall back together."""
+    run = tmp_path / "run"
+    first = launch(run, 6, processes=2)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (run / CKPT6 / "random_states_1.pkl").is_file()
+    (run / CKPT6 / "random_states_1.pkl").unlink()
+    resumed = launch(run, 8, processes=2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{CKPT6}: random_states_1.pkl is missing; resuming from {CKPT4}" in resumed.stderr
+    one = load_file(runs["full"] / "params.safetensors")  # one process, same global batch
+    two = load_file(run / "params.safetensors")
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-5, atol=1e-6)

@@ -143,7 +143,7 @@ def _read_state(folder: Path, step: int | None) -> dict:
         raise CheckpointError(f"{STATE_FILE} is missing") from None
     except json.JSONDecodeError as err:
         raise CheckpointError(
-            f"{STATE_FILE} is truncated or not valid JSON ({err.msg} at line {err.lineno})"
+            f"{STATE_FILE} is truncated or not valid JSON ({err.msg}, line {err.lineno})"
         ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{STATE_FILE} is unreadable ({first_line(err)})") from None
@@ -379,7 +379,9 @@ def save_checkpoint(
 def _apply(accelerator: Accelerator, folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     accelerator.load_state(str(folder))
     state = json.loads((folder / STATE_FILE).read_text())
-    extra = read_safetensors(folder / EXTRA_FILE, device=str(accelerator.device))
+    # Read on the CPU, then move: safetensors rejects device names such as "cpu:0", which a
+    # CPU process of a multi-process run has.
+    extra = {k: v.to(accelerator.device) for k, v in read_safetensors(folder / EXTRA_FILE).items()}
     return state, extra
 
 

@@ -172,7 +172,7 @@ def read_config(directory: str | Path) -> tuple[type[PretrainedModel], Any]:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(
-            f"{path} is truncated or not valid JSON ({err.msg} at line {err.lineno})"
+            f"{path} is truncated or not valid JSON ({err.msg}, line {err.lineno})"
         ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is unreadable ({first_line(err)})") from None

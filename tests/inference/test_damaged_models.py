@@ -91,63 +91,56 @@ def one_line(text: str, expected: str) -> None:
     assert expected in lines[0] and "Traceback" not in text, text
 
 
+def command_args(command: str, model: Path, tmp_path: Path) -> list[str]:
+    if command == "evaluate":
+        return ["evaluate", str(model), "--set", str(tmp_path / "set.jsonl")]
+    clip = tmp_path / "clip.wav"
+    sf.write(str(clip), np.zeros(800, dtype=np.float32) + 0.1, 8000)
+    out = str(tmp_path / "out")
+    return ["separate", str(clip), "--model", str(model), "--prompts", "speech", "--out", out]
+
+
 @pytest.mark.parametrize("kind", list(DAMAGE))
-def test_separate_reports_a_damaged_model_in_one_line(
-    kind: str, tuss_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+@pytest.mark.parametrize("command", ["separate", "evaluate"])
+def test_cli_reports_a_damaged_model_in_one_line(
+    command: str, kind: str, tuss_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     model = damaged(tuss_dir, kind, tmp_path)
     before = digest(model)
-    clip = tmp_path / "clip.wav"
-    sf.write(str(clip), np.zeros(800, dtype=np.float32) + 0.1, 8000)
-    args = ["separate", str(clip), "--model", str(model), "--prompts", "speech"]
-    assert wildsep([*args, "--out", str(tmp_path / "out")]) == 2
-    captured = capsys.readouterr()
-    one_line(captured.err, DAMAGE[kind][2])
-    assert captured.err.startswith("wildsep: error: ")
+    assert wildsep(command_args(command, model, tmp_path)) == 2
+    err = capsys.readouterr().err
+    one_line(err, DAMAGE[kind][2])
+    assert err.startswith("wildsep: error: ")
+    # nothing written: no outputs, not even evaluate's eval_* folder inside the model folder
     assert digest(model) == before and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("kind", list(DAMAGE))
-def test_evaluate_reports_a_damaged_model_in_one_line(
-    kind: str, tuss_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    model = damaged(tuss_dir, kind, tmp_path)
-    before = digest(model)
-    assert wildsep(["evaluate", str(model), "--set", str(tmp_path / "set.jsonl")]) == 2
-    one_line(capsys.readouterr().err, DAMAGE[kind][2])
-    assert digest(model) == before  # not even an eval_* folder inside it
+def recipe_args(recipe: str, model: Path, run_dir: Path) -> list[str]:
+    if recipe == "finetune --init":
+        config = str(ROOT / "configs" / "demo_tuss.yaml")
+        return [config, "--init", str(model), *model_overrides(), f"run_dir={run_dir}"]
+    config = str(ROOT / "configs" / "demo_pretrain.yaml")
+    rate = "data.clips.sample_rate=8000"
+    return [config, *model_overrides(), rate, f"model.init={model}", f"run_dir={run_dir}"]
+
+
+RECIPES = {
+    "finetune --init": (finetune, "tuss_dir"),
+    "pretrain model.init": (pretrain, "backbone_dir"),
+}
 
 
 @pytest.mark.parametrize("kind", list(DAMAGE))
-def test_finetuning_init_reports_a_damaged_model_in_one_line(
-    kind: str, tuss_dir: Path, tmp_path: Path
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_recipe_init_reports_a_damaged_model_in_one_line(
+    recipe: str, kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    model = damaged(tuss_dir, kind, tmp_path)
+    main, source = RECIPES[recipe]
+    model = damaged(request.getfixturevalue(source), kind, tmp_path)
     before = digest(model)
-    config = str(ROOT / "configs" / "demo_tuss.yaml")
-    args = [config, "--init", str(model), *model_overrides(), f"run_dir={tmp_path / 'run'}"]
+    args = recipe_args(recipe, model, tmp_path / "run")
     with pytest.raises(SystemExit) as stop:
-        run_recipe(lambda: finetune(args))
+        run_recipe(lambda: main(args))
     one_line(str(stop.value.code), DAMAGE[kind][2])
     assert str(stop.value.code).startswith("error: ")
-    assert digest(model) == before and not (tmp_path / "run").exists()
-
-
-@pytest.mark.parametrize("kind", list(DAMAGE))
-def test_pretraining_init_reports_a_damaged_model_in_one_line(
-    kind: str, backbone_dir: Path, tmp_path: Path
-) -> None:
-    model = damaged(backbone_dir, kind, tmp_path)
-    before = digest(model)
-    config = str(ROOT / "configs" / "demo_pretrain.yaml")
-    args = [
-        config,
-        *model_overrides(),
-        "data.clips.sample_rate=8000",
-        f"model.init={model}",
-        f"run_dir={tmp_path / 'run'}",
-    ]
-    with pytest.raises(SystemExit) as stop:
-        run_recipe(lambda: pretrain(args))
-    one_line(str(stop.value.code), DAMAGE[kind][2])
     assert digest(model) == before and not (tmp_path / "run").exists()

@@ -39,6 +39,7 @@ from safetensors.torch import save_file
 from wildsep.models.pretrained import (
     CheckpointError,
     first_line,
+    read_json,
     read_safetensors,
     state_dict_mismatch,
 )
@@ -136,17 +137,7 @@ def _read_torch_file(path: Path) -> Any:
 
 
 def _read_state(folder: Path, step: int | None) -> dict:
-    path = folder / STATE_FILE
-    try:
-        state = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{STATE_FILE} is missing") from None
-    except json.JSONDecodeError as err:
-        raise CheckpointError(
-            f"{STATE_FILE} is truncated or not valid JSON ({err.msg}, line {err.lineno})"
-        ) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{STATE_FILE} is unreadable ({first_line(err)})") from None
+    state = read_json(folder / STATE_FILE, STATE_FILE)
     if not isinstance(state, dict):
         raise CheckpointError(f"{STATE_FILE} does not hold an object")
     wrong = [k for k, kind in STATE_KEYS.items() if not isinstance(state.get(k), kind)]

@@ -82,6 +82,21 @@ def read_safetensors(path: str | Path, device: str = "cpu") -> dict[str, Tensor]
         raise CheckpointError(f"{name} is corrupt ({first_line(err)})") from None
 
 
+def read_json(path: Path, label: str) -> Any:
+    """A JSON file's content; `CheckpointError` calling it `label` when it is missing,
+    unreadable, truncated or not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{label} is missing") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(
+            f"{label} is truncated or not valid JSON ({err.msg}, line {err.lineno})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{label} is unreadable ({first_line(err)})") from None
+
+
 def state_dict_mismatch(found: Mapping[str, Tensor], expected: Mapping[str, Tensor]) -> str | None:
     """Why tensors `found` cannot be loaded (strictly) where `expected` is the state dict, or None.
 
@@ -168,14 +183,7 @@ def read_config(directory: str | Path) -> tuple[type[PretrainedModel], Any]:
     unknown fields, or values the config class rejects.
     """
     path = resolve_model_dir(directory) / CONFIG
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(
-            f"{path} is truncated or not valid JSON ({err.msg}, line {err.lineno})"
-        ) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path} is unreadable ({first_line(err)})") from None
+    meta = read_json(path, str(path))
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{path} is not a wildsep model config (needs class and config)")
     version = meta.get("format_version", FORMAT_VERSION)

@@ -115,7 +115,9 @@ def _checked_header(path: str) -> AudioInfo:
     or a WAV/AIFF whose header promises more data than the file holds."""
     suffix = Path(path).suffix.lower()
     if suffix in UNSUPPORTED_AUDIO_EXTENSIONS:
-        raise AudioFileError(f"unsupported format ({suffix}): soundfile cannot decode it")
+        raise AudioFileError(
+            f"unsupported format ({suffix}): soundfile cannot decode it; convert it to WAV or FLAC"
+        )
     try:
         size = os.path.getsize(path)
     except OSError as err:

@@ -258,7 +258,7 @@ def checkpoint_problems(
             return None
 
         check(check_rng)
-    customs = [p for p in folder.glob("custom_checkpoint_*.pkl")]
+    customs = list(folder.glob("custom_checkpoint_*.pkl"))
     if len(customs) != len(getattr(accelerator, "_custom_objects", [])):
         problems.append(f"holds {len(customs)} custom_checkpoint files, not the registered count")
 

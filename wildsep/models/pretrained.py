@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -211,7 +212,7 @@ def read_config(directory: str | Path) -> tuple[type[PretrainedModel], Any]:
         ) from None
 
 
-def load_pretrained(path: str | Path, device: str = "cpu") -> PretrainedModel:
+def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> PretrainedModel:
     """Rebuild the model exported at `path` (a model folder or a run directory) on `device`.
 
     The class named in config.json is built from its config, and the weights are read end to

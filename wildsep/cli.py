@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from wildsep import evaluate as evaluation
-from wildsep.data.audio_io import AUDIO_EXTENSIONS, UNSUPPORTED_AUDIO_EXTENSIONS
+from wildsep.data.audio_io import AUDIO_EXTENSIONS, read_audio
 from wildsep.inference import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_SEGMENT,
@@ -103,21 +103,6 @@ def plan_outputs(files: Sequence[InputFile], out_dir: Path, names: Sequence[str]
                 )
 
 
-def read_audio(path: Path) -> tuple[np.ndarray, int]:
-    """A whole file as float32 (C, T) and its sample rate; ValueError with a short reason."""
-    if path.suffix.lower() in UNSUPPORTED_AUDIO_EXTENSIONS:
-        raise ValueError(f"soundfile cannot decode {path.suffix} files; convert to WAV or FLAC")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        # libsndfile says "Error opening 'PATH': REASON"; the path is already in the report.
-        reason = str(err).splitlines()[0].rsplit("': ", 1)[-1] if str(err) else type(err).__name__
-        raise ValueError(f"unreadable: {reason}") from None
-    if data.shape[0] == 0:
-        raise ValueError("no audio frames")
-    return data.T, int(rate)
-
-
 def write_outputs(folder: Path, names: Sequence[str], stems: np.ndarray, rate: int) -> None:
     """Write stems (K, C, T) as 32-bit float WAVs `folder/<name>.wav` (float: nothing clips).
 
@@ -165,9 +150,11 @@ def separate_command(args: argparse.Namespace) -> int:
     failed = 0
     for f in tqdm(files, desc="separating", unit="file", disable=None):
         try:
+            # The checks training data gets (truncated, corrupt, empty, non-finite): one line
+            # per bad file, nothing written for it, the others still separated.
             audio, rate = read_audio(f.path)
             stems = separator.separate(audio, rate, prompts)
-        except ValueError as err:  # unreadable, empty or non-finite audio
+        except ValueError as err:
             failed += 1
             _error(f"{f.path}: {err}")
             continue

@@ -32,7 +32,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from wildsep.data.audio_io import resample
-from wildsep.models.pretrained import CheckpointError, resolve_model_dir
+from wildsep.models.pretrained import CheckpointError as CheckpointError
+from wildsep.models.pretrained import load_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +50,12 @@ ChunkFn = Callable[[Tensor], Tensor]
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model exported at `path` (see `resolve_model_dir`) on `device`.
+    """Rebuild the model exported at `path` (a model folder or a run directory) on `device`.
 
-    Every way a folder can fail to load (unknown class or config fields, missing or mismatched
-    weights) becomes a one-line `CheckpointError`.
+    The same checks as everywhere a model is loaded (`wildsep.models.load_pretrained`): every
+    way a folder can fail to load is a one-line `CheckpointError`.
     """
-    from wildsep.models import load_pretrained
-
-    directory = resolve_model_dir(path)
-    if not (directory / "model.safetensors").is_file():
-        raise CheckpointError(f"{directory} has config.json but no model.safetensors")
-    try:
-        return load_pretrained(directory, device=device)
-    except (ValueError, KeyError, TypeError, RuntimeError, OSError) as err:
-        # load_state_dict lists every mismatched tensor over many lines: keep the first.
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"cannot load the model in {directory}: {first}") from err
+    return load_pretrained(path, device=device)
 
 
 def default_device() -> torch.device:

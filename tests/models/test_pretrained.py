@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from wildsep.models import TUSS, Backbone, PretrainedModel, TFLocoformer, load_pretrained
+from wildsep.models.pretrained import CheckpointError
 
 Small = Callable[..., PretrainedModel]
 
@@ -60,7 +61,7 @@ def test_loading_errors_are_explicit(small: Small, tmp_path: Path) -> None:
     small("backbone-medium").save_pretrained(tmp_path / "backbone")
     with pytest.raises(ValueError, match="holds a Backbone, not a TUSS"):
         TUSS.from_pretrained(tmp_path / "backbone")
-    with pytest.raises(FileNotFoundError, match=r"config\.json"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         load_pretrained(tmp_path / "nowhere")
     meta_path = tmp_path / "backbone" / "config.json"
     meta = json.loads(meta_path.read_text())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -105,6 +106,54 @@ def _level_db(value: float) -> float:
     return 20.0 * math.log10(value) if value > 0 else -math.inf
 
 
+class AudioFileError(ValueError):
+    """A file that is not usable audio; the message is the one-line reason."""
+
+
+def _checked_header(path: str) -> AudioInfo:
+    """The header of a usable file; AudioFileError: unsupported, empty, unreadable, no frames,
+    or a WAV/AIFF whose header promises more data than the file holds."""
+    suffix = Path(path).suffix.lower()
+    if suffix in UNSUPPORTED_AUDIO_EXTENSIONS:
+        raise AudioFileError(
+            f"unsupported format ({suffix}): soundfile cannot decode it; convert it to WAV or FLAC"
+        )
+    try:
+        size = os.path.getsize(path)
+    except OSError as err:
+        raise AudioFileError(f"unreadable: {err.strerror or err}") from None
+    if size == 0:
+        raise AudioFileError("empty file (0 bytes)")
+    try:
+        info = probe(path)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        detail = str(err).split(": ", 1)[-1] if ": " in str(err) else str(err)
+        raise AudioFileError(f"unreadable: {detail}") from None
+    if info.frames <= 0 or info.sample_rate <= 0 or info.channels <= 0:
+        raise AudioFileError("no audio frames")
+    shortfall = _declared_data_shortfall(path, size)
+    if shortfall:
+        raise AudioFileError(f"truncated: header promises {shortfall} more bytes")
+    return info
+
+
+def _decoded_blocks(path: str, info: AudioInfo) -> Iterator[np.ndarray]:
+    """The whole file decoded in blocks of float32 (frames, C); AudioFileError for non-finite
+    samples, a decoding error, or fewer frames than the header declares."""
+    frames = 0
+    try:
+        with sf.SoundFile(path) as f:
+            for block in f.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+                if not np.isfinite(block).all():
+                    raise AudioFileError("non-finite samples (NaN/Inf)")
+                frames += len(block)
+                yield block
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioFileError(f"truncated or corrupt: {err}") from None
+    if frames < info.frames:
+        raise AudioFileError(f"truncated: {frames} of {info.frames} frames decodable")
+
+
 def check_audio_file(
     path: str | os.PathLike,
     *,
@@ -116,48 +165,45 @@ def check_audio_file(
     Reasons: unsupported format, empty file, unreadable (not audio / corrupt header), no audio
     frames, truncated, non-finite samples (NaN/Inf), silent (peak below `silence_threshold_db`).
     With `validate_audio` the whole file is decoded once, in blocks, to measure its peak and RMS;
-    without it only the header is read.
+    without it only the header is read. `read_audio` applies the same checks (but silence).
     """
     path = str(path)
-    suffix = Path(path).suffix.lower()
-    if suffix in UNSUPPORTED_AUDIO_EXTENSIONS:
-        return FileCheck(path, reason=f"unsupported format ({suffix}): soundfile cannot decode it")
     try:
-        size = os.path.getsize(path)
-    except OSError as err:
-        return FileCheck(path, reason=f"unreadable: {err.strerror or err}")
-    if size == 0:
-        return FileCheck(path, reason="empty file (0 bytes)")
-    try:
-        info = probe(path)
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        detail = str(err).split(": ", 1)[-1] if ": " in str(err) else str(err)
-        return FileCheck(path, reason=f"unreadable: {detail}")
-    if info.frames <= 0 or info.sample_rate <= 0 or info.channels <= 0:
-        return FileCheck(path, reason="no audio frames")
-    shortfall = _declared_data_shortfall(path, size)
-    if shortfall:
-        return FileCheck(path, reason=f"truncated: header promises {shortfall} more bytes")
-    if not validate_audio:
-        return FileCheck(path, info=info)
-    peak, sum_sq, frames = 0.0, 0.0, 0
-    try:
-        with sf.SoundFile(path) as f:
-            for block in f.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
-                if not np.isfinite(block).all():
-                    return FileCheck(path, reason="non-finite samples (NaN/Inf)")
-                peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
-                sum_sq += float(np.dot(block.ravel(), block.ravel()))
-                frames += len(block)
-    except (sf.LibsndfileError, RuntimeError) as err:
-        return FileCheck(path, reason=f"truncated or corrupt: {err}")
-    if frames < info.frames:
-        return FileCheck(path, reason=f"truncated: {frames} of {info.frames} frames decodable")
+        info = _checked_header(path)
+        if not validate_audio:
+            return FileCheck(path, info=info)
+        peak, sum_sq, frames = 0.0, 0.0, 0
+        for block in _decoded_blocks(path, info):
+            peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
+            sum_sq += float(np.dot(block.ravel(), block.ravel()))
+            frames += len(block)
+    except AudioFileError as err:
+        return FileCheck(path, reason=str(err))
     peak_db = _level_db(peak)
     rms_db = _level_db(math.sqrt(sum_sq / max(1, frames * info.channels)))
     if peak_db < silence_threshold_db:
         return FileCheck(path, reason=f"silent (peak {peak_db:.1f} dBFS)")
     return FileCheck(path, info=info, peak_db=peak_db, rms_db=rms_db)
+
+
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """A whole file as float32 (C, T) and its sample rate, checked as training audio is.
+
+    The checks are `check_audio_file`'s (silence is allowed): unsupported, empty, unreadable,
+    truncated or corrupt files and non-finite samples raise `AudioFileError` with the reason.
+    """
+    path = str(path)
+    info = _checked_header(path)
+    out = np.empty((info.channels, info.frames), dtype=np.float32)
+    extra: list[np.ndarray] = []  # frames beyond the header's count (inexact in some formats)
+    position = 0
+    for block in _decoded_blocks(path, info):
+        fits = min(len(block), info.frames - position)
+        out[:, position : position + fits] = block[:fits].T
+        if fits < len(block):
+            extra.append(block[fits:].T)
+        position += fits
+    return (np.concatenate([out, *extra], axis=1) if extra else out), info.sample_rate
 
 
 @lru_cache(maxsize=64)

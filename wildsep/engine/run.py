@@ -217,9 +217,8 @@ def prepare_run_dir(run_dir: Path, config: Any, *, recipe: str, is_main: bool) -
 def initialise_from(model: nn.Module, path: str | Path) -> None:
     """Copy the weights of the exported model at `path` into `model` (same class and config)."""
     from wildsep.models import load_pretrained
-    from wildsep.models.pretrained import resolve_model_dir
 
-    source = load_pretrained(resolve_model_dir(path))
+    source = load_pretrained(path)  # a damaged folder is a one-line CheckpointError
     if type(source) is not type(model) or source.config != model.config:
         ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(source.config)
         differ = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}

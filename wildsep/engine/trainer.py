@@ -33,10 +33,10 @@ from tqdm.auto import tqdm
 
 from wildsep.engine.checkpoint import (
     average_model_weights,
-    latest_checkpoint,
     list_checkpoints,
-    load_checkpoint,
+    load_latest_checkpoint,
     save_checkpoint,
+    write_folder_atomically,
 )
 from wildsep.engine.schedule import LRSchedule, ScheduleConfig
 
@@ -313,10 +313,16 @@ class Trainer:
         return path
 
     def resume(self) -> bool:
-        folder = latest_checkpoint(self.run_dir) if self.config.resume else None
-        if folder is None:
+        """Continue from the newest checkpoint that passes verification (see
+        `load_latest_checkpoint`: newer bad ones are renamed `.corrupt` with a warning; when
+        none passes, a one-line `CheckpointError` and nothing changed). False when there is
+        none, or `config.resume` is off."""
+        if not self.config.resume:
             return False
-        state, extra = load_checkpoint(self.accelerator, folder)
+        found = load_latest_checkpoint(self.accelerator, self.run_dir, self._extra_state())
+        if found is None:
+            return False
+        folder, state, extra = found
         self.step = int(state["step"])
         self.counters.update(state["counters"])
         self.schedule.load_state_dict(state["schedule"])
@@ -512,9 +518,13 @@ class Trainer:
             log.info("exporting the average of %s", ", ".join(f.name for f in folders))
 
     def export(self, folder: Path) -> None:
-        """Save the model as safetensors + config (`save_pretrained`), on the main process."""
+        """Save the model as safetensors + config (`save_pretrained`), on the main process.
+
+        Written into a temporary sibling and renamed when complete (`write_folder_atomically`),
+        so a kill never leaves a torn export and a re-export replaces the old one only whole.
+        """
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             model = self.accelerator.unwrap_model(self.model)
-            model.save_pretrained(folder)
+            write_folder_atomically(folder, model.save_pretrained)
             log.info("exported the model to %s", folder)

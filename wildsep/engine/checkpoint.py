@@ -34,6 +34,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from accelerate.utils import load as accelerate_load
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from wildsep.models.pretrained import (
@@ -301,6 +302,10 @@ def _everywhere(accelerator: Accelerator, flag: bool) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Saving
 
+# What a failed write raises: the OS's errors, and safetensors' own for the same I/O failures
+# (a full disk while serialising weights is a SafetensorError, not an OSError).
+WRITE_ERRORS = (OSError, SafetensorError)
+
 
 def save_checkpoint(
     accelerator: Accelerator,
@@ -331,7 +336,7 @@ def save_checkpoint(
     if ok:
         try:
             accelerator.save_state(str(tmp), safe_serialization=True)
-        except OSError as error:
+        except WRITE_ERRORS as error:
             log.error("could not write checkpoint %s (%s); keeping the previous ones", final, error)
             ok = False
     accelerator.wait_for_everyone()  # every process has written its files
@@ -344,7 +349,7 @@ def save_checkpoint(
             )
             _fsync_tree(tmp)
             verify_checkpoint(accelerator, tmp, extra)
-        except (OSError, CheckpointError) as error:
+        except (*WRITE_ERRORS, CheckpointError) as error:
             log.error("could not write checkpoint %s (%s); keeping the previous ones", final, error)
             ok = False
     ok = _everywhere(accelerator, ok)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import fnmatch
+import gc
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -46,13 +48,25 @@ FREE_TO_CHANGE = (
 
 
 def run_recipe(main: Callable[[], object]) -> None:
-    """A recipe's `__main__`: INFO logging, and user mistakes (a bad config, a missing file, an
-    incompatible checkpoint) as one `error: ...` line and a non-zero exit, not a traceback."""
+    """A recipe's `__main__`: INFO logging, and user mistakes and the machine's refusals (a bad
+    config, a missing file, an incompatible checkpoint, a full disk) as one `error: ...` line
+    and a non-zero exit, not a traceback. A bug still shows its traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         main()
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
+        return
+    except (ConfigError, ValueError, OSError) as error:  # FileNotFoundError is an OSError
+        message = f"error: {error}"
+    except KeyboardInterrupt:
+        message = "error: interrupted"
+    except Exception:
+        traceback.print_exc()
+        message = "error: unexpected failure (traceback above)"
+    # The exception held the recipe's frames and with them its data loaders; now that it is
+    # gone, collect them so their worker processes shut down before the interpreter exits
+    # (workers ignore SIGTERM, so multiprocessing's exit handler could not stop them).
+    gc.collect()
+    sys.exit(message)
 
 
 def seed_everything(config: TrainConfig) -> None:

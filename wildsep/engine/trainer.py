@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from wildsep.engine.checkpoint import (
+    WRITE_ERRORS,
     average_model_weights,
     list_checkpoints,
     load_latest_checkpoint,
@@ -526,5 +527,11 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             model = self.accelerator.unwrap_model(self.model)
-            write_folder_atomically(folder, model.save_pretrained)
+            try:
+                write_folder_atomically(folder, model.save_pretrained)
+            except WRITE_ERRORS as error:
+                raise OSError(
+                    f"could not export the model to {folder} ({error}); the checkpoints are "
+                    "kept: run the same command again to export"
+                ) from error
             log.info("exported the model to %s", folder)

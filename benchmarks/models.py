@@ -2,7 +2,9 @@
 
 Cases (issue #4): locoformer-m on 4 s at 8 kHz, batch 1; backbone-medium and tuss-medium (2 and
 4 prompts) on 6 s at 48 kHz, batch 4. On CPU the inputs are shortened and the batch is 1
-(`--seconds-scale`, `--batch`), so a run takes minutes rather than hours.
+(`--seconds-scale`, `--batch`), so a run takes minutes rather than hours. Demucs (stereo,
+44.1 kHz) runs on the backbone's 6 s, shortened alike, and on 10 s — the public release's
+training length as recalled (reference.md gives none) — which stays full length on CPU too.
 
     python -m benchmarks.models                                      # CPU, reduced size
     python -m benchmarks.models --device cuda --dtype bf16 --compile # full size, eager + compiled
@@ -35,6 +37,7 @@ class Case:
     seconds: float  # full-size duration
     batch: int  # full-size batch
     prompts: tuple[str, ...] = ()
+    shorten_on_cpu: bool = True  # False: the full duration even on CPU (batch still 1)
 
 
 CASES = [
@@ -42,6 +45,9 @@ CASES = [
     Case("backbone-medium", 48000, 6.0, 4),
     Case("tuss-medium", 48000, 6.0, 4, ("speech", "sfx")),
     Case("tuss-medium", 48000, 6.0, 4, ("speech", "sfx", "speech", "musicbg")),
+    Case("demucs", 44100, 6.0, 4),
+    Case("demucs-small", 44100, 10.0, 4, shorten_on_cpu=False),
+    Case("demucs", 44100, 10.0, 4, shorten_on_cpu=False),
 ]
 
 
@@ -62,7 +68,9 @@ def run_case(
     params = sum(p.numel() for p in model.parameters())
     if compiled:
         model = torch.compile(model)
-    mix = torch.randn(batch, int(seconds * case.sample_rate), device=device)
+    channels = getattr(model.config, "audio_channels", 1)  # Demucs: stereo, (B, 2, T)
+    shape = (batch, channels) if channels > 1 else (batch,)
+    mix = torch.randn(*shape, int(seconds * case.sample_rate), device=device)
 
     def step() -> None:
         with torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bf16"):
@@ -84,6 +92,7 @@ def run_case(
         peak = (_vm_kib("VmHWM") - before) * 1024
     return {
         "params": params,
+        "channels": channels,
         "seconds": time_call(step, repeats=repeats, warmup=1),
         "peak_bytes": peak,
     }
@@ -106,7 +115,9 @@ def main() -> None:
     rows = []
     spawn = multiprocessing.get_context("spawn")  # a fresh process per case: clean peak memory
     for case in CASES:
-        seconds, batch = case.seconds * scale, args.batch or (1 if cpu else case.batch)
+        shorten = cpu and case.shorten_on_cpu
+        seconds = case.seconds * (scale if shorten else 1.0)
+        batch = args.batch or (1 if cpu else case.batch)
         for compiled in [False, True] if args.compile else [False]:
             with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
                 result = pool.submit(
@@ -116,7 +127,8 @@ def main() -> None:
             rows.append(
                 [
                     case.preset,
-                    f"{batch} × {seconds:.3g} s @ {case.sample_rate // 1000} kHz",
+                    f"{batch} × {seconds:.3g} s @ {case.sample_rate / 1000:.3g} kHz"
+                    + (" stereo" if result["channels"] == 2 else ""),
                     str(len(case.prompts) or "–"),
                     mode,
                     f"{result['params'] / 1e6:.2f}M",
@@ -134,7 +146,8 @@ def main() -> None:
             f"Machine: {machine_description()}. Median of {args.repeats} runs after one warm-up;"
             " one forward + backward of a mean-square loss per run, each case in a fresh process."
             + (
-                " CPU inputs are shortened (×1/12 of the issue's lengths by default) with batch 1;"
+                " CPU inputs are shortened (×1/12 of the issue's lengths by default) with batch 1,"
+                " except the 10 s Demucs rows;"
                 " memory is the growth of the process's peak RSS over the first step (includes"
                 " allocator caching)."
                 if cpu

@@ -25,6 +25,7 @@ from wildsep import evaluate as evaluation
 from wildsep.data.audio_io import AUDIO_EXTENSIONS, read_audio
 from wildsep.inference import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_SHIFT,
     DEFAULT_SEGMENT,
     DEFAULT_SHIFT,
     CheckpointError,
@@ -134,6 +135,7 @@ def separate_command(args: argparse.Namespace) -> int:
             shift=args.shift,
             batch_size=args.batch_size,
             bf16=args.bf16,
+            shifts=args.shifts,
         )
         # Prompts are checked before any file is read, so a typo costs nothing.
         names = separator.output_names(prompts)
@@ -191,6 +193,14 @@ def add_separate_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_BATCH_SIZE,
         help="chunks × channels per forward pass",
+    )
+    parser.add_argument(
+        "--shifts",
+        type=int,
+        default=0,
+        metavar="K",
+        help="test-time augmentation: average K separations of the input delayed by random "
+        f"offsets of up to {DEFAULT_MAX_SHIFT} s (K times slower)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: GPU if any)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")

@@ -1,12 +1,16 @@
 """Separate audio of any length, sample rate and channel count with a trained model.
 
 `Separator` wraps a loaded model (a prompted `TUSS`, or an unconditional `Backbone` /
-`TFLocoformer`) and takes care of everything between a user's array and the model's
-``(B, T) → (B, K, T)`` forward:
+`TFLocoformer` / `Demucs`) and takes care of everything between a user's array and the model's
+``(B, T) → (B, K, T)`` forward (``(B, C, T) → (B, K, C, T)`` for multichannel models):
 
 - resampling to the model's rate and back (anti-aliased polyphase, `wildsep.data.resample`),
   with the output cut to exactly the input's length;
-- channels separated independently, as one batch;
+- for mono models, channels separated independently, as one batch; a model whose config has
+  `audio_channels` = C ≥ 2 (a stereo Demucs) sees all C channels of a chunk together, and a
+  mono recording is duplicated to C channels, its C outputs averaged back to one;
+- optional test-time shifts (Demucs's "shifts"): the separation averaged over K copies of the
+  input delayed by random offsets of up to `max_shift` seconds (seeded);
 - inputs longer than one segment split into overlapping chunks (6 s every 3 s by default, as
   in TUSS), separated in batches and overlap-added with a crossfade window normalised so that
   the windows covering any sample sum to exactly one: a model that returns its input gives
@@ -40,6 +44,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SEGMENT = 6.0  # seconds; TUSS chunked inference (reference.md §7)
 DEFAULT_SHIFT = 3.0
 DEFAULT_BATCH_SIZE = 4  # model inputs (chunks × channels) per forward pass
+DEFAULT_MAX_SHIFT = 0.5  # seconds; Demucs test-time shifts (reference.md §9)
 
 Audio = np.ndarray | Tensor
 ChunkFn = Callable[[Tensor], Tensor]
@@ -107,7 +112,9 @@ def overlap_add(
     Args:
         x: (R, T) float32 rows (channels), on the CPU.
         fn: maps a batch of chunks (b, L) to (b, K, L); called with `chunks_per_call` chunks
-            of every row at a time (b = chunks × R).
+            of every row at a time (b = chunks × R), chunk-major: input j·R + r is row r of
+            chunk j, so the R rows of one chunk are consecutive (a multichannel model can
+            regroup them). A row no longer than `segment` is one chunk: fn gets x itself.
         segment: chunk length L in samples. A row no longer than this is passed to `fn` whole,
             without padding (exactly a direct call of the model).
         shift: hop between chunk starts, 0 < shift ≤ segment. The last chunk is zero-padded.
@@ -156,6 +163,18 @@ def overlap_add(
 def is_prompted(model: nn.Module) -> bool:
     """Whether `model` takes prompts (its config names a prompt table, as TUSS's does)."""
     return hasattr(model.config, "prompts")
+
+
+def model_channels(model: nn.Module) -> int:
+    """Audio channels `model` separates together: its config's `audio_channels` (a stereo
+    Demucs: 2, forward (B, 2, T) → (B, K, 2, T)), else 1 (forward (B, T) → (B, K, T))."""
+    return int(getattr(model.config, "audio_channels", 1))
+
+
+def shift_offsets(shifts: int, max_shift: int, seed: int = 0) -> list[int]:
+    """The delays (in samples, each in [0, max_shift]) of `shifts` test-time shifted copies."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, max_shift, size=shifts, endpoint=True).tolist()
 
 
 def output_names(prompts: Sequence[str] | None, n_outputs: int) -> list[str]:
@@ -213,13 +232,17 @@ class Separator:
 
     Args:
         model: a prompted model (`TUSS`: forward(mix (B, T), prompts) → (B, N, T)) or an
-            unconditional one (forward(mix (B, T)) → (B, M, T)); its `config.sample_rate` is
-            the rate it runs at. It is moved to `device` and put in eval mode.
+            unconditional one (forward(mix (B, T)) → (B, M, T), or (B, C, T) → (B, M, C, T)
+            when `config.audio_channels` = C ≥ 2); its `config.sample_rate` is the rate it
+            runs at. It is moved to `device` and put in eval mode.
         device: where the model runs; default CUDA when available, else CPU.
         segment, shift: chunk length and hop in seconds for inputs longer than one segment.
         batch_size: model inputs per forward pass (chunks × channels; at least one chunk of
             every channel).
         bf16: bf16 autocast on CUDA (ignored on CPU, where it would be slower).
+        shifts: test-time augmentation; 0 separates once, K ≥ 1 averages K separations of the
+            input delayed by random offsets in [0, max_shift] seconds (zero-padded), drawn
+            from `seed` — the same K offsets for every recording. Costs K times the compute.
     """
 
     def __init__(
@@ -230,6 +253,9 @@ class Separator:
         shift: float = DEFAULT_SHIFT,
         batch_size: int = DEFAULT_BATCH_SIZE,
         bf16: bool = False,
+        shifts: int = 0,
+        max_shift: float = DEFAULT_MAX_SHIFT,
+        seed: int = 0,
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -243,6 +269,10 @@ class Separator:
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         self.batch_size = batch_size
+        if shifts < 0 or max_shift < 0:
+            raise ValueError(f"need shifts ≥ 0 and max_shift ≥ 0, got {shifts}, {max_shift} s")
+        self.shift_offsets = shift_offsets(shifts, round(max_shift * self.sample_rate), seed)
+        self.channels = model_channels(model)
         self.bf16 = bf16 and self.device.type == "cuda"
         if bf16 and not self.bf16:
             log.warning("bf16 autocast is only used on CUDA; running in float32 on %s", self.device)
@@ -287,21 +317,58 @@ class Separator:
         return int(getattr(config, "n_outputs", getattr(config, "n_sources", 0)))
 
     def output_names(self, prompts: Sequence[str] | None) -> list[str]:
-        """Names of the outputs for `prompts` (see `output_names`)."""
+        """Names of the outputs for `prompts` (see `output_names`); an unconditional model
+        whose config names its `sources` (Demucs: drums, bass, …) gives those names."""
         checked = self.check_prompts(prompts)
+        sources = getattr(self.model.config, "sources", ())
+        if checked is None and sources:
+            return list(sources)
         return output_names(checked, self.n_outputs(checked))
 
     def _forward(self, chunks: Tensor, prompts: list[str] | None) -> Tensor:
-        """(b, L) CPU chunks → (b, K, L) float32 CPU estimates."""
-        chunks = chunks.to(self.device)
+        """(b, L) CPU chunks → (b, K, L) float32 CPU estimates.
+
+        For a C-channel model, the b = g·C rows are g chunks of C consecutive channels (the
+        layout `overlap_add` passes): they go in as (g, C, L) and come back as (g·C, K, L).
+        """
+        x = chunks.to(self.device)
+        if self.channels > 1:
+            x = x.unflatten(0, (-1, self.channels))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            y = self.model(chunks) if prompts is None else self.model(chunks, prompts)
-        if y.dim() != 3 or y.shape[0] != chunks.shape[0] or y.shape[-1] != chunks.shape[-1]:
+            y = self.model(x) if prompts is None else self.model(x, prompts)
+        expected = (x.shape[0], y.shape[1], *x.shape[1:])  # (b, K, L) or (g, K, C, L)
+        if y.dim() < 3 or tuple(y.shape) != expected:
+            layout = "(B, outputs, C, T)" if self.channels > 1 else "(B, outputs, T)"
             raise RuntimeError(
                 f"{type(self.model).__name__} returned {tuple(y.shape)} for input "
-                f"{tuple(chunks.shape)}; expected (B, outputs, T)"
+                f"{tuple(x.shape)}; expected {layout}"
             )
+        if self.channels > 1:
+            y = y.transpose(1, 2).flatten(0, 1)  # (g, K, C, L) → (g·C, K, L)
         return y.float().cpu()
+
+    def _separate_rows(self, x: Tensor, prompts: list[str] | None) -> Tensor:
+        """(R, T) rows at the model's rate → (R, K, T): chunked, averaged over the shifts."""
+        chunks_per_call = max(1, self.batch_size // x.shape[0])
+
+        def separate(rows: Tensor) -> Tensor:
+            return overlap_add(
+                rows,
+                lambda chunks: self._forward(chunks, prompts),
+                self.segment,
+                self.shift,
+                chunks_per_call,
+            )
+
+        if not self.shift_offsets:
+            return separate(x)
+        length, longest = x.shape[-1], max(self.shift_offsets)
+        # K passes over the whole recording, each delayed by its offset; summed as they come.
+        total = sum(
+            separate(F.pad(x, (offset, longest - offset)))[..., offset : offset + length].double()
+            for offset in self.shift_offsets
+        )
+        return (total / len(self.shift_offsets)).float()
 
     def separate(
         self, audio: Audio, sample_rate: int, prompts: Sequence[str] | None = None
@@ -320,17 +387,20 @@ class Separator:
         """
         checked = self.check_prompts(prompts)
         x = _as_channels_first(audio)
-        length = x.shape[-1]
+        channels, length = x.shape
+        if self.channels > 1 and channels not in (1, self.channels):
+            raise ValueError(
+                f"this {type(self.model).__name__} separates {self.channels}-channel audio "
+                f"(or mono, duplicated); got {channels} channels"
+            )
         at_model_rate = np.ascontiguousarray(resample(x, sample_rate, self.sample_rate))
-        chunks_per_call = max(1, self.batch_size // x.shape[0])
+        rows = torch.from_numpy(at_model_rate)
+        if self.channels > 1 and channels == 1:
+            rows = rows.repeat(self.channels, 1)
         with torch.inference_mode():
-            y = overlap_add(
-                torch.from_numpy(at_model_rate),
-                lambda chunks: self._forward(chunks, checked),
-                self.segment,
-                self.shift,
-                chunks_per_call,
-            )  # (C, K, T_model)
+            y = self._separate_rows(rows, checked)  # (C, K, T_model)
+        if self.channels > 1 and channels == 1:
+            y = y.mean(0, keepdim=True)  # back to the recording's one channel
         y = resample(y.transpose(0, 1).numpy(), self.sample_rate, sample_rate)
         y = np.ascontiguousarray(_fit_length(y, length), dtype=np.float32)
         return torch.from_numpy(y).to(audio.device) if isinstance(audio, Tensor) else y

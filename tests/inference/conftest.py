@@ -31,3 +31,11 @@ def backbone_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = from_preset("backbone-medium", n_outputs=3, **TINY)
     return model.save_pretrained(tmp_path_factory.mktemp("backbone"))
+
+
+@pytest.fixture(scope="session")
+def demucs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny stereo Demucs at 8 kHz (four named stems), exported."""
+    torch.manual_seed(0)
+    model = from_preset("demucs-small", sample_rate=8000, channels=4, depth=3)
+    return model.save_pretrained(tmp_path_factory.mktemp("demucs"))

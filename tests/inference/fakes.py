@@ -49,3 +49,17 @@ class Lookup(nn.Module):
             assert found, "the Separator passed a mixture this fake does not know"
             rows.append(found[0])
         return torch.stack(rows)
+
+
+class StereoSwap(nn.Module):
+    """Stereo fake: (B, 2, T) → (B, 2, 2, T) = (mix, mix with left and right swapped); records
+    the shape of every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(sample_rate=RATE, n_outputs=2, audio_channels=2)
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, mix: torch.Tensor) -> torch.Tensor:
+        self.shapes.append(tuple(mix.shape))
+        return torch.stack([mix, mix.flip(1)], dim=1)

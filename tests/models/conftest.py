@@ -21,6 +21,7 @@ _SEPARATOR = dict(
     tse_ffn_hidden=24,
     mask_mlp_ratio=2,
 )
+_DEMUCS = dict(channels=4, depth=3)
 # Each preset keeps its own heads, groups, kernel and block structure; only sizes shrink.
 SMALL: dict[str, dict[str, object]] = {
     "locoformer-s": _LOCOFORMER,
@@ -29,6 +30,8 @@ SMALL: dict[str, dict[str, object]] = {
     "backbone-large": _SEPARATOR,
     "tuss-medium": _SEPARATOR,
     "tuss-large": _SEPARATOR,
+    "demucs": _DEMUCS,
+    "demucs-small": _DEMUCS,
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from wildsep.models import TUSS, Backbone, PretrainedModel, TFLocoformer, load_pretrained
+from wildsep.models import TUSS, Backbone, Demucs, PretrainedModel, TFLocoformer, load_pretrained
 from wildsep.models.pretrained import CheckpointError
 
 Small = Callable[..., PretrainedModel]
@@ -20,6 +20,7 @@ Small = Callable[..., PretrainedModel]
         ("locoformer-s", {}, TFLocoformer),
         ("backbone-medium", {"mixture_consistency": True, "n_outputs": 3}, Backbone),
         ("tuss-large", {"encoder": "sfc"}, TUSS),
+        ("demucs", {"audio_channels": 1, "n_outputs": 3, "sources": ()}, Demucs),
     ],
 )
 def test_round_trip_reproduces_outputs_exactly(

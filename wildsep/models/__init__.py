@@ -1,4 +1,5 @@
-"""Separation models: TF-Locoformer, the unconditional band-split backbone and prompted TUSS.
+"""Separation models: TF-Locoformer, the unconditional band-split backbone, prompted TUSS and the
+Demucs waveform U-Net.
 
 Build one by name with `from_preset`, save with `model.save_pretrained(dir)`, rebuild with
 `load_pretrained(dir)`; `TUSS.from_backbone(dir)` initialises TUSS from a pre-trained backbone.
@@ -14,6 +15,7 @@ from wildsep.models.config import (
     SeparatorConfig,
     TUSSConfig,
 )
+from wildsep.models.demucs import Demucs, DemucsConfig
 from wildsep.models.layers import ConvSwiGLU, MultiHeadSelfAttention, RMSGroupNorm, RotaryEmbedding
 from wildsep.models.locoformer import TFLocoformer
 from wildsep.models.presence import PresenceClassifier, PresenceConfig
@@ -34,6 +36,8 @@ __all__ = [
     "BandMaskDecoder",
     "BandSplitEncoder",
     "ConvSwiGLU",
+    "Demucs",
+    "DemucsConfig",
     "LocoformerConfig",
     "MultiHeadSelfAttention",
     "PresenceClassifier",

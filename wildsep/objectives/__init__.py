@@ -13,9 +13,17 @@ from wildsep.objectives.semisup import (
     weak_remix_loss,
     with_remix_batches,
 )
+from wildsep.objectives.stems import (
+    MUSIC_STEMS,
+    StemLoss,
+    StemsObjective,
+    StemsObjectiveConfig,
+    stem_losses,
+)
 from wildsep.objectives.tuss import TUSSObjective, TUSSObjectiveConfig, drop_prompts, prompt_groups
 
 __all__ = [
+    "MUSIC_STEMS",
     "Assignment",
     "MixITMethod",
     "MixITObjective",
@@ -28,12 +36,16 @@ __all__ = [
     "SemiSupConfig",
     "SemiSupervisedObjective",
     "SparsityKind",
+    "StemLoss",
+    "StemsObjective",
+    "StemsObjectiveConfig",
     "TUSSObjective",
     "TUSSObjectiveConfig",
     "drop_prompts",
     "ema_update",
     "interleave_batches",
     "prompt_groups",
+    "stem_losses",
     "weak_remix_loss",
     "with_remix_batches",
 ]

@@ -98,7 +98,12 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_losses(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
-    while latest_checkpoint(killed) is None or latest_checkpoint(killed).name != "ckpt-000000004":
+    def hanging_in_step_5() -> bool:  # ckpt-4 written and step 5's batch being drawn
+        newest = latest_checkpoint(killed)
+        logged = (killed / "losses.0.jsonl").is_file() and max(losses(killed)) == 4
+        return newest is not None and newest.name == "ckpt-000000004" and logged
+
+    while not hanging_in_step_5():
         assert time.time() < deadline and proc.poll() is None, "run died before its checkpoint"
         time.sleep(0.2)
     proc.kill()  # SIGKILL: no chance to clean up

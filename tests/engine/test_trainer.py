@@ -98,6 +98,7 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_losses(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
+
     def hanging_in_step_5() -> bool:  # ckpt-4 written and step 5's batch being drawn
         newest = latest_checkpoint(killed)
         logged = (killed / "losses.0.jsonl").is_file() and max(losses(killed)) == 4

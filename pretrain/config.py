@@ -49,6 +49,9 @@ class ValidationConfig:
     # A labeled validation set (JSON-lines manifest, see docs/data.md) for SI-SNRi and
     # under/equal/over-separation; examples cropped to `seconds` (None: whole files).
     manifest: str | None = None
+    # Single-source examples (same format) for the FUSS single-source SI-SNR (SS) and the
+    # active outputs on one-source inputs; e.g. the demo corpus's valid/single.jsonl.
+    single_manifest: str | None = None
     max_examples: int = 32
     seconds: float | None = 6.0
     audio_examples: int = 2
@@ -78,6 +81,8 @@ def check_stages(config: PretrainConfig) -> None:
     outputs = preset_config(config.model.preset, **config.model.overrides).n_outputs
     batch = config.data.batch_size
     for i, stage in enumerate(config.stages):
+        if stage.objective == ObjectiveKind.mixit and stage.mixit.semantic_weight > 0:
+            check_classifier(config, i)
         if stage.objective != ObjectiveKind.remixing:
             continue
         remixing, where = stage.remixing, f"stages.{i} ({stage.name})"
@@ -94,3 +99,27 @@ def check_stages(config: PretrainConfig) -> None:
                 f"data.batch_size>={sources}, stages.{i}.remixing.num_sources<={batch}, or "
                 f"stages.{i}.remixing.constrained=false"
             )
+
+
+def check_classifier(config: PretrainConfig, index: int) -> None:
+    """The semantic classifier of stage `index` exists and runs at the clips' rate and length."""
+    from wildsep.models import PresenceClassifier
+    from wildsep.models.pretrained import read_config, resolve_model_dir
+
+    stage = config.stages[index]
+    path = stage.mixit.semantic_classifier
+    kind, model = read_config(resolve_model_dir(path))
+    where = f"stages.{index} ({stage.name}): mixit.semantic_classifier={path}"
+    if kind is not PresenceClassifier:
+        raise ConfigError(f"{where} is a {kind.__name__}, not a PresenceClassifier")
+    clips = config.data.clips
+    if model.sample_rate != clips.sample_rate:
+        raise ConfigError(
+            f"{where} runs at {model.sample_rate} Hz but data.clips.sample_rate="
+            f"{clips.sample_rate}: train the classifier at the pre-training rate"
+        )
+    if clips.num_frames < model.window:
+        raise ConfigError(
+            f"{where} needs clips of at least {model.window_seconds} s (one window); "
+            f"data.clips.duration={clips.duration}"
+        )

@@ -83,14 +83,15 @@ def training_batches(config: PretrainConfig, index, rank: int, world_size: int) 
 def build_validation(config: PretrainConfig, index) -> UnconditionalValidation:
     v, data = config.validation, copy.deepcopy(config.data)
     data.seed, data.num_workers = v.seed, 0
+    data.mixit.silent_prob = 0.0  # MoMi is defined on two real mixtures
     if v.corpus:
         data.corpus.source = v.corpus
         index = None
     loader, _ = build_mixit_loader(data, index=index)
     mom_batches = [batch for batch, _ in zip(loader, range(v.mom_batches), strict=False)]
     labeled = []
-    if v.manifest:
-        examples = EvalSetDataset(v.manifest, data.clips.sample_rate)
+    for manifest in filter(None, (v.manifest, v.single_manifest)):
+        examples = EvalSetDataset(manifest, data.clips.sample_rate)
         for i in range(min(v.max_examples, len(examples))):
             item = examples[i]
             if v.seconds:

@@ -7,7 +7,9 @@ spectrogram image):
 - on held-out mixtures of mixtures: the MixIT loss ("loss", what the plateau schedule watches
   by default) and MoMi, the SI-SNR improvement of the MixIT-remixed outputs over the MoM;
 - on a labeled validation set, when given: SI-SNRi of the outputs matched to the active
-  references, and the FUSS under/equal/over-separation rates.
+  references of the multi-source examples (FUSS MSi), the SI-SNR of the matched output of the
+  single-source examples (FUSS SS), the FUSS under/equal/over-separation rates, and the mean
+  number of active outputs for each number of true sources.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class UnconditionalValidation:
         return out
 
     def _labeled(self, model: nn.Module, device: torch.device) -> dict[str, float | Tensor]:
-        improvements, under, equal, over = [], 0, 0, 0
+        improvements, single, under, equal, over = [], [], 0, 0, 0
         counts: list[tuple[int, int]] = []
         media: dict[str, Tensor] = {}
         for i, example in enumerate(self.labeled):
@@ -74,7 +76,11 @@ class UnconditionalValidation:
             refs = refs[active]
             if refs.shape[0]:
                 chosen = match_outputs(est, refs)
-                improvements.append(source_metrics(est[chosen], refs, mixture)["si_snri"])
+                scores = source_metrics(est[chosen], refs, mixture)
+                # one source: the mixture is the reference, so SI-SNRi is meaningless (FUSS SS)
+                (single if refs.shape[0] == 1 else improvements).append(
+                    scores["si_snr" if refs.shape[0] == 1 else "si_snri"]
+                )
             n_est, n_ref = separation_counts(est, refs)
             counts.append((n_est, n_ref))
             under += n_est < n_ref
@@ -93,8 +99,13 @@ class UnconditionalValidation:
             "active_outputs": sum(e for e, _ in counts) / count,
             "true_sources": sum(r for _, r in counts) / count,
         }
+        for sources in sorted({r for _, r in counts}):
+            active = [e for e, r in counts if r == sources]
+            out[f"active_outputs/{sources}_sources"] = sum(active) / len(active)
         if improvements:
             out["si_snri"] = torch.cat(improvements).mean().item()
+        if single:
+            out["single_source_si_snr"] = torch.cat(single).mean().item()
         out.update(media)
         return out
 

@@ -76,3 +76,21 @@ def test_unknown_class_and_size_are_clear_errors(tmp_path: Path) -> None:
         demo.synthesise("kazoo", np.random.default_rng(0), 16000, 1.0)
     with pytest.raises(ValueError, match="small"):
         demo.generate(tmp_path / "x", size="huge")
+
+
+def test_evaluation_splits_have_single_source_sets(demo_corpus):
+    """valid/ and test/ also list single-source examples (FUSS SS), mixture == reference."""
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    for split in ("valid", "test"):
+        rows = [
+            json.loads(x) for x in (demo_corpus / split / "single.jsonl").read_text().splitlines()
+        ]
+        assert len(rows) == 2 and all(len(r["references"]) == 1 for r in rows)
+        for row in rows:
+            mixture, _ = sf.read(demo_corpus / split / row["mixture"])
+            reference, _ = sf.read(demo_corpus / split / row["references"][0])
+            assert np.array_equal(mixture, reference) and np.abs(reference).max() > 0.1

@@ -49,3 +49,35 @@ def test_malformed_manifests_are_clear_errors(tmp_path: Path) -> None:
     bad.write_text("{not json\n")
     with pytest.raises(ValueError, match="not valid JSON"):
         EvalSetDataset(bad, 16000)
+
+
+def test_single_source_set_from_class_folders(tmp_path, write_noise):
+    """Balanced per class, one reference each, mixture == reference, cropped to length at
+    -20 dBFS, silent files skipped, nothing written next to the sources."""
+    import numpy as np
+    import soundfile as sf
+
+    from wildsep.data.evalset import write_single_source_set
+
+    sources = tmp_path / "sources"
+    for c in ("speech", "sfx"):
+        for i in range(3):
+            write_noise(sources / c / f"{c}_{i}.wav", seconds=1.5 if i else 0.3, sr=8000)
+    sf.write(sources / "sfx" / "silent.wav", np.zeros(8000, np.float32), 8000)
+    before = sorted(p.name for p in sources.rglob("*"))
+    manifest = write_single_source_set(
+        sources, tmp_path / "set", per_class=3, seconds=1.0, sample_rate=8000
+    )
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert sorted(r["classes"][0] for r in rows) == ["sfx"] * 3 + ["speech"] * 3
+    assert all(r["source"] != "sfx/silent.wav" for r in rows)
+    data = EvalSetDataset(manifest, 8000)
+    for i in range(len(data)):
+        item = data[i]
+        assert item["references"].shape == (1, 8000)
+        torch.testing.assert_close(item["mixture"], item["references"][0])
+        rms = item["references"][0].pow(2).mean().sqrt()
+        assert 20 * torch.log10(rms) == pytest.approx(-20.0, abs=0.1)
+    assert sorted(p.name for p in sources.rglob("*")) == before
+    with pytest.raises(FileExistsError, match="not empty"):
+        write_single_source_set(sources, tmp_path / "set")

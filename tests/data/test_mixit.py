@@ -58,3 +58,26 @@ def test_pair_clips_for_streams() -> None:
     torch.testing.assert_close(batch["mixture"][1], torch.full((5,), 5.0))
     with pytest.raises(ValueError, match="even"):
         pair_clips(clips[:3])
+
+
+def test_silent_prob_silences_the_second_mixture_of_a_keyed_share_of_pairs(
+    clips: ClipDataset,
+) -> None:
+    """Over many epochs about silent_prob of the pairs have an all-zero second mixture (the
+    MoM is then the first mixture alone); the draw is a pure function of the key."""
+    mom = MixtureOfMixturesDataset(clips, MixITConfig(silent_prob=0.5))
+    plain = MixtureOfMixturesDataset(clips)
+    silent = 0
+    keys = [(epoch, i) for epoch in range(16) for i in range(len(mom))]
+    for key in keys:
+        pair, reference = mom[key], plain[key]
+        torch.testing.assert_close(pair[0], reference[0])
+        if not pair[1].any():
+            silent += 1
+        else:
+            torch.testing.assert_close(pair[1], reference[1])
+        torch.testing.assert_close(mom[key], pair)  # the same key, the same draw
+    assert 0.3 < silent / len(keys) < 0.7
+    assert not MixtureOfMixturesDataset(clips, MixITConfig(silent_prob=0.0))[(0, 0)][1].eq(0).all()
+    with pytest.raises(ValueError, match="silent_prob"):
+        MixITConfig(silent_prob=1.5)

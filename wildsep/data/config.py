@@ -111,9 +111,15 @@ class MixITConfig:
 
     gain_db: list[float] | None = None
     """If set, each reference mixture gets an independent random gain U[low, high] dB."""
+    silent_prob: float = 0.0
+    """Probability that the second mixture of a pair is silent, so the MoM is the first
+    mixture alone: the model then also sees inputs of a single mixture (with as few as one
+    source), as at test time, and learns to leave outputs silent (Wisdom et al. 2021)."""
 
     def __post_init__(self) -> None:
         _range("mixit.gain_db", self.gain_db)
+        if not 0.0 <= self.silent_prob <= 1.0:
+            raise ValueError(f"mixit.silent_prob must be in [0, 1], got {self.silent_prob}")
 
 
 @dataclass

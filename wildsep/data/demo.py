@@ -19,6 +19,8 @@ call :func:`generate`. Layout of ``OUT_DIR``::
                                    "references": ["mix_0000/s0_speech.wav", ...],
                                    "classes": ["speech", ...]}
     valid/mix_0000/...        32-bit float WAV at the demo rate; mixture == sum of references
+    valid/single.jsonl        single-source examples in the same format ("single_0000/..."),
+    test/single.jsonl             for the FUSS single-source score (SS) of unconditional models
 
 Manifest paths are relative to the manifest's own folder. Every file is a pure function of
 (seed, kind, index), so the corpus is identical whatever the number of worker processes.
@@ -586,11 +588,12 @@ class DemoSize:
     pool_seconds: float
     eval_mixtures: int
     eval_seconds: float
+    eval_single: int = 0  # single-source examples per evaluation split
 
 
 SIZES = {
-    "small": DemoSize(8, 3.0, 4, 2.0, 3, 2.0),
-    "default": DemoSize(120, 10.0, 24, 5.0, 16, 6.0),
+    "small": DemoSize(8, 3.0, 4, 2.0, 3, 2.0, 2),
+    "default": DemoSize(120, 10.0, 24, 5.0, 16, 6.0, 16),
 }
 
 # Format of unlabeled clip i is _UNLABELED_FORMATS[i % 5]: (rate or None for the demo rate,
@@ -629,6 +632,7 @@ EVAL_GAINS_DB = {
 _ONCE_PER_MIXTURE = {"sfxbg", "musicbg", "drums", "bass", "vocals", "other"}
 
 _KIND_POOL, _KIND_UNLABELED, _KIND_VALID, _KIND_TEST = 1, 2, 3, 4
+_KIND_SINGLE = {"valid": 5, "test": 6}
 
 
 def _rng(seed: int, kind: int, *index: int) -> np.random.Generator:
@@ -694,9 +698,15 @@ def _draw_eval_classes(rng: np.random.Generator) -> list[str]:
     return chosen
 
 
-def _write_eval_mixture(out: Path, seed: int, sr: int, size: DemoSize, split: str, i: int) -> dict:
-    rng = _rng(seed, _KIND_VALID if split == "valid" else _KIND_TEST, i)
-    classes = _draw_eval_classes(rng)
+def _write_eval_mixture(
+    out: Path, seed: int, sr: int, size: DemoSize, split: str, i: int, single: bool = False
+) -> dict:
+    if single:  # one source of a class drawn uniformly
+        rng = _rng(seed, _KIND_SINGLE[split], i)
+        classes = [CLASSES[rng.integers(len(CLASSES))]]
+    else:
+        rng = _rng(seed, _KIND_VALID if split == "valid" else _KIND_TEST, i)
+        classes = _draw_eval_classes(rng)
     n = _num_samples(sr, size.eval_seconds)
     refs = []
     for c in classes:
@@ -707,7 +717,7 @@ def _write_eval_mixture(out: Path, seed: int, sr: int, size: DemoSize, split: st
     references *= 0.25 / max(np.max(np.abs(references.sum(0))), 1e-9)  # keep headroom
     references = references.astype(np.float32)
     mixture = references.sum(0, dtype=np.float32)
-    folder = f"mix_{i:04d}"
+    folder = f"{'single' if single else 'mix'}_{i:04d}"
     (out / split / folder).mkdir(parents=True, exist_ok=True)
     ref_paths = [f"{folder}/s{k}_{c}.wav" for k, c in enumerate(classes)]
     for rel, ref in zip(ref_paths, references, strict=True):
@@ -722,7 +732,7 @@ def _run_task(task: tuple) -> tuple[str, object]:
         return kind, _write_pool_file(*args)
     if kind == "unlabeled":
         return kind, _write_unlabeled_clip(*args)
-    return kind, (args[4], _write_eval_mixture(*args))
+    return kind, (args[4], args[6] if len(args) > 6 else False, _write_eval_mixture(*args))
 
 
 def generate(
@@ -778,9 +788,10 @@ def generate(
     ]
     tasks += [("unlabeled", out, seed, sample_rate, size, i) for i in range(size.unlabeled_clips)]
     tasks += [
-        ("eval", out, seed, sample_rate, size, split, i)
+        ("eval", out, seed, sample_rate, size, split, i, single)
         for split in ("valid", "test")
-        for i in range(size.eval_mixtures)
+        for single, count in ((False, size.eval_mixtures), (True, size.eval_single))
+        for i in range(count)
     ]
     workers = num_workers if num_workers is not None else (os.cpu_count() or 1)
     started = time.perf_counter()
@@ -798,10 +809,12 @@ def generate(
     with open(out / "unlabeled.csv", "w") as f:
         f.write("path\n")
         f.writelines(f"{rel}\n" for rel in unlabeled)
+    evaluation = [r for kind, r in results if kind == "eval"]
     for split in ("valid", "test"):
-        rows = [row for kind, (s, row) in ((k, r) for k, r in results if k == "eval") if s == split]
-        with open(out / split / "manifest.jsonl", "w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows)
+        for single, name in ((False, "manifest.jsonl"), (True, "single.jsonl")):
+            rows = [row for s, one, row in evaluation if s == split and one == single]
+            with open(out / split / name, "w") as f:
+                f.writelines(json.dumps(row) + "\n" for row in rows)
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     if progress:
         print(f"wrote {len(tasks)} demo items to {out} in {time.perf_counter() - started:.1f} s")

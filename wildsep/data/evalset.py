@@ -104,3 +104,105 @@ def collate_eval(items: list[dict[str, Any]]) -> dict[str, Any]:
         "classes": [item["classes"] for item in items],
         "names": [item["name"] for item in items],
     }
+
+
+def write_single_source_set(
+    sources: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    per_class: int = 20,
+    seconds: float = 6.0,
+    sample_rate: int = 16000,
+    seed: int = 0,
+    silence_threshold_db: float = -50.0,
+) -> Path:
+    """Write a set of single-source examples (FUSS SS) from class folders of isolated sources.
+
+    `sources` holds ``<class>/*`` audio files (e.g. a test split's source pools). For each
+    class, `per_class` files are drawn (keyed on `seed`), each cropped to `seconds` at a random
+    offset (shorter files are zero-padded) avoiding crops quieter than `silence_threshold_db`
+    RMS, and written as ``single_NNNN/s0_<class>.wav`` with ``mixture.wav`` equal to it (float
+    WAV at `sample_rate`), listed in ``out_dir/single.jsonl``. `out_dir` must be new or empty:
+    nothing is ever written next to the sources.
+    """
+    import numpy as np
+    import soundfile as sf
+
+    from wildsep.data.audio_io import AUDIO_EXTENSIONS
+
+    root, out = Path(sources).expanduser().resolve(), Path(out_dir).expanduser().resolve()
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if not classes:
+        raise FileNotFoundError(f"{root} holds no class folders (<class>/*.wav)")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty: choose a new folder for the set")
+    length = round(seconds * sample_rate)
+    rows = []
+    for c, name in enumerate(classes):
+        files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        rng = np.random.default_rng([seed, c])
+        picked = 0
+        for index in rng.permutation(len(files)):
+            if picked == per_class:
+                break
+            audio = load_audio(files[index], sample_rate)[0]
+            if len(audio) < length:
+                audio = np.pad(audio, (0, length - len(audio)))
+            crops = [int(s) for s in rng.integers(0, len(audio) - length + 1, 8)]
+            levels = [np.sqrt(np.mean(audio[s : s + length] ** 2) + 1e-20) for s in crops]
+            best = int(np.argmax(levels))
+            if 20 * np.log10(levels[best]) < silence_threshold_db:
+                continue
+            crop = audio[crops[best] : crops[best] + length].astype(np.float32)
+            crop *= 0.1 / levels[best]  # −20 dBFS RMS
+            folder = f"single_{len(rows):04d}"
+            (out / folder).mkdir(parents=True)
+            for file_name in (f"s0_{name}.wav", "mixture.wav"):
+                sf.write(out / folder / file_name, crop, sample_rate, subtype="FLOAT")
+            rows.append(
+                {
+                    "mixture": f"{folder}/mixture.wav",
+                    "references": [f"{folder}/s0_{name}.wav"],
+                    "classes": [name],
+                    "source": str(files[index].relative_to(root)),
+                }
+            )
+            picked += 1
+    with open(out / "single.jsonl", "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+    return out / "single.jsonl"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m wildsep.data.evalset",
+        description="Build a single-source evaluation set (FUSS SS) from class folders.",
+    )
+    parser.add_argument("sources", help="folder of <class>/ subfolders of isolated sources")
+    parser.add_argument("out_dir", help="new or empty folder for the set")
+    parser.add_argument("--per-class", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        path = write_single_source_set(
+            args.sources,
+            args.out_dir,
+            per_class=args.per_class,
+            seconds=args.seconds,
+            sample_rate=args.sample_rate,
+            seed=args.seed,
+        )
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -17,8 +17,9 @@ class MixtureOfMixturesDataset(Dataset):
     clip dataset's epoch order, so pairs change every epoch and no file repeats within one.
 
     Returns the two reference mixtures, float32 (2, T) (or (2, 2, T) for stereo clips), each
-    with an independent random gain when ``config.gain_db`` is set. Collate with
-    :func:`collate_mixture_of_mixtures`.
+    with an independent random gain when ``config.gain_db`` is set; with probability
+    ``config.silent_prob`` the second is all zeros (the MoM is then the first mixture alone).
+    Every draw is keyed on (seed, epoch, i). Collate with :func:`collate_mixture_of_mixtures`.
     """
 
     def __init__(self, clips: ClipDataset, config: MixITConfig | None = None) -> None:
@@ -34,10 +35,13 @@ class MixtureOfMixturesDataset(Dataset):
         epoch, i = parse_key(key)[:2]
         i %= len(self)
         pair = np.stack([self.clips.draw(epoch, 2 * i), self.clips.draw(epoch, 2 * i + 1)])
+        rng = keyed_rng(self.clips.seed, STREAM_GAIN, epoch, i)
         if self.config.gain_db is not None:
             low, high = self.config.gain_db
-            gains_db = keyed_rng(self.clips.seed, STREAM_GAIN, epoch, i).uniform(low, high, 2)
+            gains_db = rng.uniform(low, high, 2)
             pair *= (10.0 ** (gains_db / 20.0)).astype(np.float32)[:, None, None]
+        if self.config.silent_prob > 0 and rng.random() < self.config.silent_prob:
+            pair[1] = 0.0
         return torch.from_numpy(pair[:, 0] if pair.shape[1] == 1 else pair)
 
 

@@ -111,7 +111,7 @@ def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 def logged_losses(run_dir: Path) -> dict[int, float]:
     """Step → loss from metrics.jsonl; a resumed run's repeated steps overwrite earlier ones."""
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return {r["step"]: r["loss"] for r in map(json.loads, lines)}
+    return {r["step"]: r["loss"] for r in map(json.loads, lines) if "loss" in r}
 
 
 def start_and_kill_at(args: list[str], run_dir: Path, step: int) -> None:

@@ -42,7 +42,8 @@ from wildsep.engine.checkpoint import (
 from wildsep.engine.schedule import LRSchedule, ScheduleConfig
 
 log = logging.getLogger(__name__)
-METRICS_FILE = "metrics.jsonl"  # one JSON line per log step: the logged terms, machine-readable
+# One JSON line per log step (training terms) and per validation ("val/..." scalars)
+METRICS_FILE = "metrics.jsonl"
 
 Batch = dict[str, Any]  # tensors (moved to the device) and e.g. prompt lists (passed through)
 BatchSource = Callable[[int], Iterator[Batch]]  # position (micro-batches consumed) → batches
@@ -418,13 +419,16 @@ class Trainer:
             "audio_seconds_per_s": totals[-1] / elapsed,
             **self.counters,
         }
-        with open(self.run_dir / METRICS_FILE, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        self._append_metrics(record)
         if self.writer is None:
             return
         for name, value in record.items():
             if name != "step":
                 self.writer.add_scalar(f"train/{name}", value, self.step)
+
+    def _append_metrics(self, record: dict[str, float]) -> None:
+        with open(self.run_dir / METRICS_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
 
     def _log_value(self, tag: str, value: float | Tensor) -> None:
         if self.writer is None:
@@ -449,6 +453,8 @@ class Trainer:
             model.train(was_training)
             for name, value in metrics.items():
                 self._log_value(f"val/{name}", value)
+            scalars = {f"val/{k}": v for k, v in metrics.items() if not isinstance(v, Tensor)}
+            self._append_metrics({"step": self.step, **scalars})
         # The plateau schedule must change the rate on every process alike.
         key = self.config.plateau_metric.removeprefix("val/")
         value = metrics.get(key, math.nan) if acc.is_main_process else 0.0

@@ -92,3 +92,58 @@ def test_missing_pools_and_unlabeled_indexes_are_clear_errors(pools, demo_corpus
     with pytest.raises(ValueError, match="different numbers of sources"):
         dataset = DynamicMixingDataset(pools, None, CLIPS)
         collate_dynamic_mixing([dataset[(0, 0, 2)], dataset[(0, 1, 3)]])
+
+
+def test_active_rms_levels_a_short_event_by_its_active_part():
+    """A 0.1 s burst in 1 s of silence: whole-crop RMS would boost it by 10 dB; active RMS is
+    the burst's own RMS, computed here with a plain loop over 20 ms frames."""
+    from wildsep.data.mixing import active_rms
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((1, 8000), np.float32)
+    x[0, 3000:3800] = 0.5 * rng.standard_normal(800)
+    x[0, 5000:5160] = 1e-6  # a faint tail far below -40 dB: not active
+    frames = [x[0, i : i + 160] for i in range(0, 8000, 160)]
+    power = np.array([np.mean(f.astype(np.float64) ** 2) for f in frames])
+    loud = [f for f, p in zip(frames, power, strict=True) if p >= power.max() * 1e-4]
+    expected = np.sqrt(np.mean(np.concatenate(loud).astype(np.float64) ** 2))
+    assert active_rms(x, 8000) == pytest.approx(expected, rel=1e-6)
+    assert active_rms(np.zeros((2, 100), np.float32), 8000) == 0.0
+
+
+def test_partial_sources_sound_on_one_span_at_unit_active_level(pools) -> None:
+    """partial_prob=1 for every class and level='active_rms': every reference sounds on one
+    span only (≥ partial_min of the crop; the clip may be silent in parts of it too) and its
+    active part has its class gain."""
+    from wildsep.data.mixing import active_rms, span_gate
+
+    gate = span_gate(np.random.default_rng(3), 1000, 0.3, 10)
+    on = np.flatnonzero(gate > 0)
+    assert on[-1] - on[0] + 1 >= 300 and np.all(gate[on[0] : on[-1] + 1] > 0)
+    assert np.all(gate[on[0] + 10 : on[-1] - 9] == 1.0) and gate.max() == 1.0
+    silent_somewhere = 0
+
+    classes = ["speech", "sfx", "drums"]
+    config = DynamicMixingConfig(
+        num_sources=[3],
+        prompts=PromptConfig(
+            initial=dict.fromkeys(classes, 1.0),
+            transitions={c: dict.fromkeys(classes, 1.0) for c in classes},
+        ),
+        gain_db={c: [-6.0, -6.0] for c in classes},
+        level="active_rms",
+        partial_prob=dict.fromkeys(classes, 1.0),
+        partial_min=0.3,
+        items_per_epoch=8,
+    )
+    dataset = DynamicMixingDataset(pools, config, ClipConfig(sample_rate=8000, duration=1.0))
+    for i in range(8):
+        item = dataset[(0, i, 3)]
+        for ref in item["references"].numpy():
+            level = 20 * np.log10(active_rms(ref[None], 8000))
+            assert level == pytest.approx(-6.0, abs=0.3)
+            silent_somewhere += np.count_nonzero(ref == 0) > 0.05 * ref.size
+    assert silent_somewhere > 12  # of 24 references, most are gated off somewhere
+    plain = DynamicMixingDataset(pools, DynamicMixingConfig(items_per_epoch=8), CLIPS)
+    again = DynamicMixingDataset(pools, DynamicMixingConfig(items_per_epoch=8), CLIPS)
+    torch.testing.assert_close(plain[(0, 1, 2)]["mixture"], again[(0, 1, 2)]["mixture"])

@@ -26,6 +26,7 @@ STEM_CLASSES = ("drums", "bass", "vocals", "other")
 
 CHANNEL_MODES = ("mono", "first", "random", "stereo")
 NORMALISATIONS = ("none", "rms", "peak")
+LEVELS = ("rms", "active_rms")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -237,6 +238,19 @@ class DynamicMixingConfig:
     """Classes that may be built on the fly; None = sfxbg from sfx, musicbg from stems."""
     items_per_epoch: int = 10000
     """Virtual epoch length (examples per epoch over all ranks)."""
+    level: str = "rms"
+    """What unit level means before the per-class gain: 'rms' over the whole crop, or
+    'active_rms' over the source's active part only (its frames within `active_db` of its
+    loudest), as real mixtures are leveled: a short event is not boosted by the silence
+    around it."""
+    active_db: float = -40.0
+    """Frames (20 ms) quieter than the loudest by more than this are inactive ('active_rms')."""
+    partial_prob: dict[str, float] = field(default_factory=dict)
+    """Per class, the probability that a source sounds only on a random span of the crop
+    (silent elsewhere, 10 ms fades), so that training mixtures have onsets and offsets as real
+    recordings do; e.g. {speech: 0.5, sfx: 0.5}. Classes not listed always fill the crop."""
+    partial_min: float = 0.2
+    """Shortest span, as a fraction of the crop."""
 
     def __post_init__(self) -> None:
         weights = self.source_count_weights()
@@ -261,6 +275,11 @@ class DynamicMixingConfig:
             raise ValueError(f"dynamic_mixing.gain_db has no range for classes {sorted(missing)}")
         if self.items_per_epoch < 1:
             raise ValueError("dynamic_mixing.items_per_epoch must be >= 1")
+        _choice("dynamic_mixing.level", self.level, LEVELS)
+        if any(not 0.0 <= p <= 1.0 for p in self.partial_prob.values()):
+            raise ValueError("dynamic_mixing.partial_prob values must be in [0, 1]")
+        if not 0.0 < self.partial_min <= 1.0:
+            raise ValueError("dynamic_mixing.partial_min must be in (0, 1]")
 
     def source_count_weights(self) -> list[float]:
         """Weights of `num_sources`, filled in as equal when not given."""
@@ -279,6 +298,10 @@ class DynamicMixingConfig:
                 dict(self.backgrounds) if self.backgrounds is not None else _tuss_backgrounds()
             ),
             items_per_epoch=self.items_per_epoch,
+            level=self.level,
+            active_db=self.active_db,
+            partial_prob=dict(self.partial_prob),
+            partial_min=self.partial_min,
         )
 
 

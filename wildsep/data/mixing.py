@@ -3,7 +3,8 @@ labeled source pools.
 
 For key ``(epoch, i, N)``: draw N prompt classes from the Markov chain, one clip per prompt
 from that class's pool (backgrounds sometimes built from several clips of their component
-classes instead), scale each to unit RMS, apply a per-class random gain, and sum.
+classes instead), optionally let it sound on a random span only, scale each to unit level
+(RMS over the crop, or over its active part), apply a per-class random gain, and sum.
 """
 
 from __future__ import annotations
@@ -27,6 +28,33 @@ def unit_rms(x: np.ndarray) -> np.ndarray:
     """Scale to RMS 1 (silence stays silent)."""
     rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
     return x / np.float32(rms) if rms > 0 else x
+
+
+def active_rms(x: np.ndarray, sample_rate: int, active_db: float = -40.0) -> float:
+    """RMS over the active part of `x` (C, T): the 20 ms frames whose RMS is within
+    `active_db` of the loudest frame's (0 for silence)."""
+    frame = max(1, min(sample_rate // 50, x.shape[-1]))
+    count = x.shape[-1] // frame
+    frames = x[..., : count * frame].reshape(*x.shape[:-1], count, frame)
+    power = np.mean(np.square(frames, dtype=np.float64), axis=(0, -1))  # (frames,)
+    if x.shape[-1] > count * frame:  # the tail shorter than a frame counts with its own power
+        power = np.append(power, np.mean(np.square(x[..., count * frame :], dtype=np.float64)))
+    if power.max() <= 0:
+        return 0.0
+    active = power >= power.max() * 10 ** (active_db / 10)
+    sizes = np.full(power.shape, frame, dtype=np.float64)
+    sizes[-1] = x.shape[-1] - frame * (len(power) - 1)
+    return float(np.sqrt(np.sum(power[active] * sizes[active]) / np.sum(sizes[active])))
+
+
+def span_gate(rng: np.random.Generator, length: int, min_fraction: float, fade: int) -> np.ndarray:
+    """(T,) gain that is 1 on a random span of at least `min_fraction`·T samples (linear fades
+    of `fade` samples inside it) and 0 elsewhere."""
+    span = round(length * rng.uniform(min_fraction, 1.0))
+    start = int(rng.integers(0, length - span + 1))
+    t = np.arange(length, dtype=np.float64)
+    ramp = np.minimum(t - start + 1, start + span - t) / max(1, fade)
+    return np.clip(ramp, 0.0, 1.0).astype(np.float32)
 
 
 def _db(rng: np.random.Generator, low_high: Sequence[float]) -> np.float32:
@@ -84,9 +112,15 @@ class DynamicMixingDataset(Dataset):
     def __len__(self) -> int:
         return self.config.items_per_epoch
 
+    def _unit_level(self, x: np.ndarray) -> np.ndarray:
+        if self.config.level == "rms":
+            return unit_rms(x)
+        level = active_rms(x, self.clip_config.sample_rate, self.config.active_db)
+        return x / np.float32(level) if level > 0 else x
+
     def _clip_of_class(self, rng: np.random.Generator, class_name: str) -> np.ndarray:
         pool = self.pools[class_name]
-        return unit_rms(self.sampler.draw(rng, int(pool[rng.integers(len(pool))]), pool))
+        return self._unit_level(self.sampler.draw(rng, int(pool[rng.integers(len(pool))]), pool))
 
     def _source(self, rng: np.random.Generator, class_name: str) -> np.ndarray:
         """One unit-RMS source of `class_name`, loaded or built on the fly: (C, T)."""
@@ -105,7 +139,18 @@ class DynamicMixingDataset(Dataset):
             * _db(rng, background.component_gain_db)
             for _ in range(count)
         ]
-        return unit_rms(np.sum(parts, axis=0))
+        return self._unit_level(np.sum(parts, axis=0))
+
+    def _partial(self, rng: np.random.Generator, class_name: str, source: np.ndarray) -> np.ndarray:
+        """The source, sounding only on a random span with probability partial_prob[class]."""
+        prob = self.config.partial_prob.get(class_name, 0.0)
+        if prob == 0.0 or rng.random() >= prob:
+            return source
+        fade = max(1, self.clip_config.sample_rate // 100)
+        gated = source * span_gate(rng, source.shape[-1], self.config.partial_min, fade)
+        if not np.any(gated):  # the span fell where the clip itself is silent: keep it whole
+            return source
+        return self._unit_level(gated) if self.config.level == "active_rms" else gated
 
     def num_sources_for(self, rng: np.random.Generator) -> int:
         weights = np.asarray(self.config.source_count_weights())
@@ -122,7 +167,10 @@ class DynamicMixingDataset(Dataset):
         prompts = self.chain.sample(n, rng)
         assert self.config.gain_db is not None
         sources = np.stack(
-            [self._source(rng, c) * _db(rng, self.config.gain_db[c]) for c in prompts]
+            [
+                self._partial(rng, c, self._source(rng, c)) * _db(rng, self.config.gain_db[c])
+                for c in prompts
+            ]
         )
         references = torch.stack([as_tensor(s) for s in sources])
         return {"mixture": references.sum(0), "references": references, "prompts": prompts}

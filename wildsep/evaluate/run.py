@@ -470,6 +470,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_arguments(parser)
     return run_command(parser.parse_args(argv))
 
-
-if __name__ == "__main__":
-    sys.exit(main())

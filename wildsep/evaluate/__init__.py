@@ -1,0 +1,43 @@
+"""Evaluation of separation models (see docs/evaluation.md)."""
+
+from wildsep.evaluate.run import (
+    DESCRIPTION,
+    LABELS,
+    METRICS,
+    TASK_METRIC,
+    TASKS,
+    EvaluationError,
+    add_arguments,
+    classify_task,
+    evaluate,
+    main,
+    run_command,
+    score_example,
+    score_prompted,
+    score_unconditional,
+    set_name,
+    summarise,
+    to_markdown,
+    write_results,
+)
+
+__all__ = [
+    "DESCRIPTION",
+    "LABELS",
+    "METRICS",
+    "TASKS",
+    "TASK_METRIC",
+    "EvaluationError",
+    "add_arguments",
+    "classify_task",
+    "evaluate",
+    "main",
+    "run_command",
+    "score_example",
+    "score_prompted",
+    "score_unconditional",
+    "set_name",
+    "summarise",
+    "to_markdown",
+    "write_results",
+]

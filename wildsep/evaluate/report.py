@@ -25,6 +25,36 @@ def _task_row(task: str, t: dict[str, Any]) -> list[str]:
     return [task, str(t["examples"]), str(t["sources"]), LABELS[t["metric"]], score, improvement]
 
 
+# Benchmarks name the scale-invariant SNR as the papers do (the same quantity as SI-SNR).
+_BENCHMARK_LABELS = {"si_snr": "SI-SDR", "snr": "SNR"}
+
+
+def _benchmark_lines(b: dict[str, Any]) -> list[str]:
+    """The one-line task table next to the paper's numbers, then per class and conventions."""
+    label = _BENCHMARK_LABELS[b["metric"]]
+    lines = ["", f"## Benchmark {b['name']}: {b['task']} on {b['corpus']}", ""]
+    lines += _table(
+        ["task", "mixtures", "sources", "metric", "this model", *b["paper"]],
+        [
+            [b["task"], str(b["examples"]), str(b["sources"]), label, _db(b["score"])]
+            + [f"{v:.1f}" for v in b["paper"].values()]
+        ],
+    )
+    per_class = ", ".join(f"{c} {_db(v)}" for c, v in b["per_class"].items())
+    lines += ["", f"{label} improvement: {_db(b['improvement'])} dB. Per class: {per_class}."]
+    if "sdr" in b:
+        medians = ", ".join(f"{c} {_db(v)}" for c, v in b["sdr_per_class"].items())
+        lines += [
+            f"BSS-eval SDR (median over {b['sdr_window']:g} s windows, then over mixtures): "
+            f"{medians}; mean over classes {_db(b['sdr'])}."
+        ]
+    lines += [
+        f"Conventions: {b['notes']}. Paper columns: seed 001 (TUSS thesis), medium (M) and "
+        "large (L) models, on the paper's preparation of the set.",
+    ]
+    return lines
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     """The summaries of `evaluate` as Markdown tables (dB)."""
     s = result["summary"]
@@ -34,10 +64,10 @@ def to_markdown(result: dict[str, Any]) -> str:
         "",
         f"{overall['examples']} mixtures, {overall['sources']} scored sources, "
         f"{result['kind']} model ({result['model_class']}), {result['sample_rate']} Hz.",
-        "",
-        "## Tasks (TUSS paper)",
-        "",
     ]
+    if "benchmark" in s:
+        lines += _benchmark_lines(s["benchmark"])
+    lines += ["", "## Tasks (TUSS paper)", ""]
     lines += _table(
         ["task", "mixtures", "sources", "metric", "score", "improvement"],
         (_task_row(task, t) for task, t in s["tasks"].items()),

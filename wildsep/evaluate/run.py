@@ -11,6 +11,7 @@ docs/evaluation.md.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from wildsep.data.evalset import EvalSetDataset
+from wildsep.evaluate.protocols import BENCHMARKS, Benchmark, get_benchmark
 from wildsep.evaluate.report import to_markdown, write_results
 from wildsep.evaluate.score import score_example, summarise
 from wildsep.inference import (
@@ -82,6 +84,17 @@ def _check_compatible(rows: list[dict[str, Any]], separator: Separator, manifest
         )
 
 
+def _check_benchmark(rows: list[dict[str, Any]], benchmark: Benchmark, manifest: Path) -> None:
+    """Fail before separating anything when a mixture is not of the benchmark's task."""
+    for number, row in enumerate(rows, 1):
+        if not benchmark.check_classes(row["classes"]):
+            raise EvaluationError(
+                f"{manifest}: mixture {number} has classes {row['classes']} but the "
+                f"{benchmark.name} benchmark ({benchmark.task}) expects {benchmark.expected()}; "
+                f"prepare its set with `wildsep prepare {benchmark.recipe}`"
+            )
+
+
 def set_name(manifest: str | Path) -> str:
     """`test/manifest.jsonl` → "test"; `fuss_eval.jsonl` → "fuss_eval"."""
     path = Path(manifest)
@@ -99,6 +112,7 @@ def evaluate(
     shift: float = DEFAULT_SHIFT,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
+    benchmark: str | Benchmark | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model on an evaluation manifest (docs/data.md) and return the results.
 
@@ -110,18 +124,31 @@ def evaluate(
         device: where to run; default the model's own device for a model, else the GPU
             when there is one.
         segment, shift, batch_size: as in `Separator` (ignored when given a `Separator`).
+        benchmark: a protocol of `wildsep.evaluate.protocols` (or its name): every mixture
+            must be of its task, and the summary gains its score next to the paper's.
     Returns:
         {"model", "manifest", "set", "sample_rate", "kind", "examples": [per-example rows],
-        "summary": see `summarise`} — exactly what metrics.json holds. A model passed in is
-        left in the train/eval mode it came in.
+        "summary": see `summarise`, "benchmark": its name or None} — exactly what
+        metrics.json holds. A model passed in is left in the train/eval mode it came in.
     """
+    if isinstance(benchmark, str):
+        try:
+            benchmark = get_benchmark(benchmark)
+        except ValueError as err:
+            raise EvaluationError(str(err)) from None
     was_training = isinstance(model_or_dir, nn.Module) and model_or_dir.training
     separator, model_name = _separator(
         model_or_dir, device, segment=segment, shift=shift, batch_size=batch_size
     )
     try:
         return _evaluate(
-            separator, model_name, Path(manifest).expanduser(), out, max_examples, progress
+            separator,
+            model_name,
+            Path(manifest).expanduser(),
+            out,
+            max_examples,
+            progress,
+            benchmark,
         )
     finally:
         separator.model.train(was_training)  # a training loop gets its model back as it was
@@ -134,6 +161,7 @@ def _evaluate(
     out: str | Path | None,
     max_examples: int | None,
     progress: bool,
+    benchmark: Benchmark | None,
 ) -> dict[str, Any]:
     try:
         dataset = EvalSetDataset(manifest, separator.sample_rate, channels="mono")
@@ -142,6 +170,13 @@ def _evaluate(
     if max_examples is not None and max_examples < 1:
         raise EvaluationError(f"max_examples must be at least 1, got {max_examples}")
     count = len(dataset) if max_examples is None else min(max_examples, len(dataset))
+    if benchmark is not None:
+        _check_benchmark(dataset.rows[:count], benchmark, manifest)
+        if benchmark.sdr_window is not None and importlib.util.find_spec("fast_bss_eval") is None:
+            raise EvaluationError(
+                f"the {benchmark.name} benchmark reports BSS-eval SDR, which needs fast_bss_eval: "
+                "pip install 'wildsep[eval]'"
+            )
     _check_compatible(dataset.rows[:count], separator, manifest)
     unconditional = separator.prompts is None
 
@@ -151,7 +186,7 @@ def _evaluate(
             item = dataset[i]
         except (RuntimeError, OSError) as err:  # soundfile's errors derive from these
             raise EvaluationError(f"{manifest}: mixture {i}: {err}") from None
-        examples.append(score_example(separator, item))
+        examples.append(score_example(separator, item, benchmark))
 
     result = {
         "model": model_name,
@@ -160,8 +195,9 @@ def _evaluate(
         "set": set_name(manifest),
         "sample_rate": separator.sample_rate,
         "kind": "unconditional" if unconditional else "prompted",
+        "benchmark": None if benchmark is None else benchmark.name,
         "examples": examples,
-        "summary": summarise(examples, unconditional),
+        "summary": summarise(examples, unconditional, benchmark),
     }
     if out is not None:
         write_results(result, out)
@@ -173,8 +209,21 @@ def _evaluate(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CKPT", help="exported model folder or run folder")
-    parser.add_argument("--set", required=True, dest="manifest", help="evaluation manifest")
+    parser.add_argument(
+        "checkpoint", metavar="CKPT", help="exported model folder, run folder or hub org/name"
+    )
+    parser.add_argument(
+        "--set",
+        required=True,
+        dest="manifest",
+        help="evaluation manifest; with --benchmark also the folder `wildsep prepare` wrote",
+    )
+    parser.add_argument(
+        "--benchmark",
+        choices=list(BENCHMARKS),
+        default=None,
+        help="apply a TUSS-paper task protocol (prompts, metric, conventions)",
+    )
     parser.add_argument("--out", default=None, help="output folder (default CKPT/eval_<set>/)")
     parser.add_argument("--max-examples", type=int, default=None, help="score the first N only")
     parser.add_argument("--segment", type=float, default=DEFAULT_SEGMENT, help="chunk seconds")
@@ -185,11 +234,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """`wildsep evaluate` / `python -m wildsep.evaluate`: returns the exit status."""
-    out = args.out or Path(args.checkpoint).expanduser() / f"eval_{set_name(args.manifest)}"
+    manifest = Path(args.manifest).expanduser()
+    benchmark = args.benchmark
+    if benchmark is not None and manifest.is_dir():  # the folder of `wildsep prepare`
+        manifest = manifest / get_benchmark(benchmark).set_file
+    out = args.out
+    if out is None:
+        checkpoint = Path(args.checkpoint).expanduser()
+        name = f"eval_{set_name(manifest)}"
+        # A hub model (org/name) has no folder here: its results go to the current folder.
+        out = checkpoint / name if checkpoint.is_dir() else Path(f"{name}_{checkpoint.name}")
     try:
         result = evaluate(
             args.checkpoint,
-            args.manifest,
+            manifest,
+            benchmark=benchmark,
             out=out,
             max_examples=args.max_examples,
             device=args.device,

@@ -11,6 +11,8 @@ Silent references are not scored. See docs/evaluation.md.
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,8 +21,15 @@ import torch
 from torch import Tensor
 
 from losses import pit, si_snr
+from wildsep.evaluate.protocols import Benchmark
 from wildsep.inference import Separator
-from wildsep.metrics import active_references, match_outputs, separation_counts, source_metrics
+from wildsep.metrics import (
+    active_references,
+    match_outputs,
+    separation_counts,
+    source_metrics,
+    windowed_sdr,
+)
 
 METRICS = ("si_snr", "si_snri", "snr", "snri")
 LABELS = {"si_snr": "SI-SNR", "si_snri": "SI-SNRi", "snr": "SNR", "snri": "SNRi"}
@@ -29,10 +38,6 @@ STEMS = frozenset({"vocals", "bass", "drums", "other"})
 TASKS = ("SE", "SS", "USS", "MSS", "CASS", "mixed")
 # MSS is reported in SNR, as the paper (and music separation generally) does.
 TASK_METRIC = {task: ("snr" if task == "MSS" else "si_snr") for task in TASKS}
-
-
-class EvaluationError(ValueError):
-    """The set and the model do not fit together, or the set cannot be read; one line."""
 
 
 def classify_task(classes: Sequence[str]) -> str:
@@ -117,22 +122,33 @@ def score_unconditional(
     return _rows(classes, index, chosen, metrics), active_outputs
 
 
-def score_example(separator: Separator, item: dict[str, Any]) -> dict[str, Any]:
+def score_example(
+    separator: Separator, item: dict[str, Any], benchmark: Benchmark | None = None
+) -> dict[str, Any]:
     """Separate one evaluation item (`EvalSetDataset` at the model's rate, mono) and score it:
-    the per-example row of metrics.json."""
+    the per-example row of metrics.json. A `benchmark` may add BSS-eval SDR per source and
+    the FUSS separation counts (always counted for unconditional models)."""
     mixture, refs, classes = item["mixture"], item["references"], item["classes"]
     unconditional = separator.prompts is None
     est = separator.separate(mixture, separator.sample_rate, None if unconditional else classes)
     est = est[:, 0]  # (K, 1, T) → (K, T)
     row: dict[str, Any] = {"name": item["name"], "classes": classes}
     if unconditional:
-        row["sources"], active_outputs = score_unconditional(est, refs, mixture, classes)
+        row["sources"], _ = score_unconditional(est, refs, mixture, classes)
     else:
         row["sources"] = score_prompted(est, refs, mixture, classes)
     row["n_sources"] = len(row["sources"])
     row["task"] = classify_task(classes)
-    if unconditional:
+    if benchmark is not None and benchmark.sdr_window is not None and row["sources"]:
+        outputs = torch.tensor([s["output"] for s in row["sources"]])
+        references = torch.tensor([s["reference"] for s in row["sources"]])
+        window = round(benchmark.sdr_window * separator.sample_rate)
+        sdr = windowed_sdr(est[outputs], refs[references], window)
+        for source, value in zip(row["sources"], sdr.tolist(), strict=True):
+            source["sdr"] = None if math.isnan(value) else value
+    if unconditional or (benchmark is not None and benchmark.fuss):
         n = row["n_sources"]
+        active_outputs, _ = separation_counts(est, refs)
         row["active_outputs"] = active_outputs
         row["separation"] = (
             "equal" if active_outputs == n else "under" if active_outputs < n else "over"
@@ -156,9 +172,39 @@ def _aggregate(sources: list[dict[str, Any]], examples: int | None = None) -> di
     return out
 
 
-def summarise(examples: list[dict[str, Any]], unconditional: bool) -> dict[str, Any]:
-    """Overall, per class, per number of active sources and per task means (dB); for
-    unconditional models also the FUSS summary (MSi, SS, separation rates)."""
+def _median(values: Iterable[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return statistics.median(kept) if kept else None
+
+
+def benchmark_summary(examples: list[dict[str, Any]], benchmark: Benchmark) -> dict[str, Any]:
+    """The task score of a benchmark (mean of its metric over every scored source) with the
+    improvement, per class, and for SDR benchmarks the SiSEC figure: per class the median over
+    mixtures of the per-mixture (window-median) SDR, and their mean over classes."""
+    metric = benchmark.metric
+    sources = [s for e in examples for s in e["sources"]]
+    classes = sorted({s["class"] for s in sources})
+    out: dict[str, Any] = {
+        **benchmark.describe(),
+        "examples": len(examples),
+        "sources": len(sources),
+        "score": _mean(s[metric] for s in sources),
+        "improvement": _mean(s[metric + "i"] for s in sources),
+        "per_class": {c: _mean(s[metric] for s in sources if s["class"] == c) for c in classes},
+    }
+    if benchmark.sdr_window is not None:
+        medians = {c: _median(s.get("sdr") for s in sources if s["class"] == c) for c in classes}
+        out["sdr_per_class"] = medians
+        out["sdr"] = _mean(medians.values())
+    return out
+
+
+def summarise(
+    examples: list[dict[str, Any]], unconditional: bool, benchmark: Benchmark | None = None
+) -> dict[str, Any]:
+    """Overall, per class, per number of active sources and per task means (dB); the FUSS
+    summary (MSi, SS, separation rates) for unconditional models and the FUSS benchmark; and
+    `benchmark_summary` when a benchmark is given."""
     sources = [s for e in examples for s in e["sources"]]
     by_class: dict[str, list] = defaultdict(list)
     for s in sources:
@@ -190,7 +236,7 @@ def summarise(examples: list[dict[str, Any]], unconditional: bool) -> dict[str, 
             for n in sorted(by_count)
         },
     }
-    if unconditional:
+    if unconditional or (benchmark is not None and benchmark.fuss):
         multi = [s for e in examples if 2 <= e["n_sources"] <= 4 for s in e["sources"]]
         single = [s for e in examples if e["n_sources"] == 1 for s in e["sources"]]
         seen = Counter(e["separation"] for e in examples)
@@ -202,4 +248,6 @@ def summarise(examples: list[dict[str, Any]], unconditional: bool) -> dict[str, 
             "ss_examples": len(single),
             **{f"{k}_separation": seen[k] / count for k in ("under", "equal", "over")},
         }
+    if benchmark is not None:
+        summary["benchmark"] = benchmark_summary(examples, benchmark)
     return summary

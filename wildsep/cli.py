@@ -1,7 +1,9 @@
-"""The `wildsep` command: `wildsep separate` (your own files) and `wildsep evaluate` (a test set).
+"""The `wildsep` command: `wildsep separate` (your own files), `wildsep evaluate` (a test set)
+and `wildsep prepare` (a corpus of the field as wildsep's inputs).
 
     wildsep separate song.flac recordings/ --model ckpt/ --prompts speech sfx musicbg --out sep/
     wildsep evaluate ckpt/ --set demo/test/manifest.jsonl
+    wildsep prepare musdb18hq ~/data/musdb18hq --out prepared/musdb
 
 Errors a user can fix (a missing model, unknown prompts, unreadable files) are reported in one
 line, without a traceback, and the command exits with status 2. See docs/separate.md.
@@ -22,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from wildsep import evaluate as evaluation
+from wildsep import prepare as corpora
 from wildsep.data.audio_io import AUDIO_EXTENSIONS, UNSUPPORTED_AUDIO_EXTENSIONS
 from wildsep.inference import (
     DEFAULT_BATCH_SIZE,
@@ -226,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluation.add_arguments(evaluate)
     evaluate.set_defaults(run=evaluation.run_command)
+    prepare = commands.add_parser(
+        "prepare",
+        help="turn a corpus of the field into wildsep's inputs",
+        description=corpora.DESCRIPTION,
+    )
+    corpora.add_arguments(prepare)
+    prepare.set_defaults(run=corpora.run_command)
     return parser
 
 

@@ -1,9 +1,11 @@
-"""The `wildsep` command: `wildsep separate` (your own files), `wildsep evaluate` (a test set)
-and `wildsep prepare` (a corpus of the field as wildsep's inputs).
+"""The `wildsep` command: `wildsep separate` (your own files), `wildsep evaluate` (a test set),
+`wildsep prepare` (a corpus of the field as wildsep's inputs) and `wildsep push` (a model to
+the Hugging Face hub).
 
     wildsep separate song.flac recordings/ --model ckpt/ --prompts speech sfx musicbg --out sep/
     wildsep evaluate ckpt/ --set demo/test/manifest.jsonl
     wildsep prepare musdb18hq ~/data/musdb18hq --out prepared/musdb
+    wildsep push runs/tuss/ my-org/tuss-medium --license cc-by-4.0
 
 Errors a user can fix (a missing model, unknown prompts, unreadable files) are reported in one
 line, without a traceback, and the command exits with status 2. See docs/separate.md.
@@ -24,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from wildsep import evaluate as evaluation
+from wildsep import hub
 from wildsep import prepare as corpora
 from wildsep.data.audio_io import AUDIO_EXTENSIONS, UNSUPPORTED_AUDIO_EXTENSIONS
 from wildsep.inference import (
@@ -188,7 +191,9 @@ def separate_command(args: argparse.Namespace) -> int:
 
 def add_separate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
-    parser.add_argument("--model", required=True, help="exported model folder (or run folder)")
+    parser.add_argument(
+        "--model", required=True, help="exported model folder, run folder or hub org/name"
+    )
     parser.add_argument(
         "--prompts",
         nargs="+",
@@ -236,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     corpora.add_arguments(prepare)
     prepare.set_defaults(run=corpora.run_command)
+    push = commands.add_parser(
+        "push",
+        help="publish a model on the Hugging Face hub",
+        description="Upload an exported model with a generated model card to the hub.",
+    )
+    hub.add_arguments(push)
+    push.set_defaults(run=hub.run_command)
     return parser
 
 

@@ -1,11 +1,12 @@
 """The `wildsep` command: `wildsep separate` (your own files), `wildsep evaluate` (a test set),
-`wildsep prepare` (a corpus of the field as wildsep's inputs) and `wildsep push` (a model to
-the Hugging Face hub).
+`wildsep prepare` (a corpus of the field as wildsep's inputs), `wildsep push` (a model to
+the Hugging Face hub) and `wildsep demo` (a local web page to try a model).
 
     wildsep separate song.flac recordings/ --model ckpt/ --prompts speech sfx musicbg --out sep/
     wildsep evaluate ckpt/ --set demo/test/manifest.jsonl
     wildsep prepare musdb18hq ~/data/musdb18hq --out prepared/musdb
     wildsep push runs/tuss/ my-org/tuss-medium --license cc-by-4.0
+    wildsep demo --model runs/tuss/
 
 Errors a user can fix (a missing model, unknown prompts, unreadable files) are reported in one
 line, without a traceback, and the command exits with status 2. See docs/separate.md.
@@ -26,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from wildsep import evaluate as evaluation
-from wildsep import hub
+from wildsep import hub, webdemo
 from wildsep import prepare as corpora
 from wildsep.data.audio_io import AUDIO_EXTENSIONS, UNSUPPORTED_AUDIO_EXTENSIONS
 from wildsep.inference import (
@@ -248,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hub.add_arguments(push)
     push.set_defaults(run=hub.run_command)
+    demo = commands.add_parser(
+        "demo",
+        help="try a model in a local web page",
+        description="Serve a local web page (Gradio) to separate uploads or recordings.",
+    )
+    webdemo.add_arguments(demo)
+    demo.set_defaults(run=webdemo.run_command)
     return parser
 
 

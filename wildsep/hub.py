@@ -36,6 +36,12 @@ def is_repo_id(name: str | Path) -> bool:
     return isinstance(name, str) and bool(REPO_ID.match(name))
 
 
+def _first_line(err: BaseException) -> str:
+    """Hub errors carry request details over many lines: the first says what went wrong."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def resolve_pretrained(name_or_path: str | Path, revision: str | None = None) -> Path:
     """A path to hand to `load_model`: `name_or_path` itself when it exists locally or is not
     an `org/name` id, else the hub repository's snapshot (downloaded into, or read from,
@@ -80,8 +86,7 @@ def resolve_pretrained(name_or_path: str | Path, revision: str | None = None) ->
     except RevisionNotFoundError:
         raise CheckpointError(f"{where} has no revision {revision!r}") from None
     except (HfHubHTTPError, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{where}: {first}") from None
+        raise CheckpointError(f"{where}: {_first_line(err)}") from None
     return Path(snapshot)
 
 
@@ -342,8 +347,9 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"wildsep: error: {err}", file=sys.stderr)
         return 2
     except (HfHubHTTPError, LocalTokenNotFoundError, OSError) as err:  # auth, network, quota
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"wildsep: error: pushing to {args.repo_id} failed: {first}", file=sys.stderr)
+        print(
+            f"wildsep: error: pushing to {args.repo_id} failed: {_first_line(err)}", file=sys.stderr
+        )
         return 2
     print(f"pushed {args.run_dir} to {args.repo_id}: {url}")
     return 0

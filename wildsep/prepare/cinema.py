@@ -28,9 +28,7 @@ def prepare_dnr(out: Prepared, options: dict[str, str]) -> None:
             continue
         for clip in sorted(p for p in (base / folder).iterdir() if p.is_dir()):
             stems = [clip / f"{stem}.wav" for stem in DNR_CLASSES]
-            absent = [p for p in [clip / "mix.wav", *stems] if not p.is_file()]
-            if absent:
-                out.skip(absent[0], "missing: a stem of this mixture")
+            if not out.all_present([clip / "mix.wav", *stems], "a stem of this mixture"):
                 continue
             if split == "train":
                 for stem, path in zip(DNR_CLASSES.values(), stems, strict=True):

@@ -57,9 +57,7 @@ def prepare_musdb(out: Prepared, options: dict[str, str]) -> None:
             else:
                 split = "valid" if track.name in MUSDB_VALIDATION_TRACKS else "train"
             stems = [track / f"{stem}.wav" for stem in STEMS]
-            absent = [p for p in [track / "mixture.wav", *stems] if not p.is_file()]
-            if absent:
-                out.skip(absent[0], "missing: a stem of this track")
+            if not out.all_present([track / "mixture.wav", *stems], "a stem of this track"):
                 continue
             if split == "train":
                 for stem, path in zip(STEMS, stems, strict=True):

@@ -113,6 +113,13 @@ class Prepared:
         """A file (or listed entry) the recipe cannot use; reported in skipped.csv."""
         self.skipped.append((str(path), reason))
 
+    def all_present(self, paths: list[Path], reason: str) -> bool:
+        """Whether every file exists; if not, the first missing one is skipped with `reason`."""
+        missing = next((p for p in paths if not p.is_file()), None)
+        if missing is not None:
+            self.skip(missing, f"missing: {reason}")
+        return missing is None
+
     def exclude(self, reason: str) -> None:
         """A usable file left out on purpose (e.g. FSD50K clips with music); only counted."""
         self.excluded[reason] += 1

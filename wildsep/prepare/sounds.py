@@ -60,9 +60,10 @@ def prepare_fuss(out: Prepared, options: dict[str, str]) -> None:
     )
     for split, role in _FUSS_SPLITS.items():
         for mixture, sources in _fuss_examples(base, split, out):
-            absent = [p for p in [mixture, *sources] if not p.is_file()]
-            if absent or not sources:
-                out.skip(absent[0] if absent else mixture, "missing: listed but not on disk")
+            if not sources:
+                out.skip(mixture, "missing: no source files")
+                continue
+            if not out.all_present([mixture, *sources], "listed but not on disk"):
                 continue
             if role == "train":
                 out.unlabeled("train", mixture)

@@ -187,9 +187,7 @@ def _mixture_sets(
         classes = ["speech"] * len(speakers) + (["sfxbg"] if noisy else [])
         for mixture in audio_in(folder / f"mix_{mix}"):
             refs = [folder / s / mixture.name for s in sources]
-            absent = [r for r in refs if not r.is_file()]
-            if absent:
-                out.skip(absent[0], f"missing: a source of {mixture}")
+            if not out.all_present(refs, f"a source of {mixture}"):
                 continue
             out.example(f"{set_prefix}_{folder_name}", mixture.stem, refs, classes, mixture)
 

@@ -16,6 +16,7 @@ from wildsep import cli
 from wildsep import evaluate as ev
 from wildsep.evaluate.protocols import BENCHMARKS
 from wildsep.metrics import windowed_sdr
+from wildsep.prepare import RECIPES
 
 from .fakes import RATE, Lookup
 from .test_evaluate import SetBuilder, T, expected, si_snr, snr
@@ -160,3 +161,5 @@ def test_presets_carry_the_seed_001_numbers_and_rates() -> None:
     assert [paper[t][1] for t in ("SE", "SS", "USS", "MSS", "CASS")] == [14.8, 9.1, 9.6, 6.8, 9.1]
     assert [paper[t][0] for t in ("SE", "SS", "USS", "MSS", "CASS")] == [14.0, 6.8, 8.1, 4.9, 6.0]
     assert {b.name: b.metric for b in BENCHMARKS.values()}["musdb"] == "snr"
+    for b in BENCHMARKS.values():  # each preset's set is one that its recipe writes
+        assert b.recipe in RECIPES and b.set_file.startswith(b.recipe + "_")

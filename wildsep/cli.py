@@ -1,7 +1,12 @@
-"""The `wildsep` command: `wildsep separate` (your own files) and `wildsep evaluate` (a test set).
+"""The `wildsep` command: `wildsep separate` (your own files), `wildsep evaluate` (a test set),
+`wildsep prepare` (a corpus of the field as wildsep's inputs), `wildsep push` (a model to
+the Hugging Face hub) and `wildsep demo` (a local web page to try a model).
 
     wildsep separate song.flac recordings/ --model ckpt/ --prompts speech sfx musicbg --out sep/
     wildsep evaluate ckpt/ --set demo/test/manifest.jsonl
+    wildsep prepare musdb18hq ~/data/musdb18hq --out prepared/musdb
+    wildsep push runs/tuss/ my-org/tuss-medium --license cc-by-4.0
+    wildsep demo --model runs/tuss/
 
 Errors a user can fix (a missing model, unknown prompts, unreadable files) are reported in one
 line, without a traceback, and the command exits with status 2. See docs/separate.md.
@@ -22,6 +27,8 @@ import torch
 from tqdm import tqdm
 
 from wildsep import evaluate as evaluation
+from wildsep import hub, webdemo
+from wildsep import prepare as corpora
 from wildsep.data.audio_io import AUDIO_EXTENSIONS, read_audio
 from wildsep.inference import (
     DEFAULT_BATCH_SIZE,
@@ -174,7 +181,9 @@ def separate_command(args: argparse.Namespace) -> int:
 
 def add_separate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
-    parser.add_argument("--model", required=True, help="exported model folder (or run folder)")
+    parser.add_argument(
+        "--model", required=True, help="exported model folder, run folder or hub org/name"
+    )
     parser.add_argument(
         "--prompts",
         nargs="+",
@@ -223,6 +232,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluation.add_arguments(evaluate)
     evaluate.set_defaults(run=evaluation.run_command)
+    prepare = commands.add_parser(
+        "prepare",
+        help="turn a corpus of the field into wildsep's inputs",
+        description=corpora.DESCRIPTION,
+    )
+    corpora.add_arguments(prepare)
+    prepare.set_defaults(run=corpora.run_command)
+    push = commands.add_parser(
+        "push",
+        help="publish a model on the Hugging Face hub",
+        description="Upload an exported model with a generated model card to the hub.",
+    )
+    hub.add_arguments(push)
+    push.set_defaults(run=hub.run_command)
+    demo = commands.add_parser(
+        "demo",
+        help="try a model in a local web page",
+        description="Serve a local web page (Gradio) to separate uploads or recordings.",
+    )
+    webdemo.add_arguments(demo)
+    demo.set_defaults(run=webdemo.run_command)
     return parser
 
 

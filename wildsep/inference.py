@@ -281,9 +281,13 @@ class Separator:
     def from_pretrained(
         cls, directory: str | Path, device: str | torch.device | None = None, **kwargs: object
     ) -> Separator:
-        """Load the model exported in `directory` (or a run directory's `model/`)."""
+        """Load the model exported in `directory` (or a run directory's `model/`), or a hub
+        repository `org/name` (huggingface_hub's cache and offline mode; `wildsep.hub`)."""
+        from wildsep.hub import resolve_pretrained
+
         device = torch.device(device) if device is not None else default_device()
-        return cls(load_model(directory, device), device, **kwargs)  # type: ignore[arg-type]
+        model = load_model(resolve_pretrained(directory), device)
+        return cls(model, device, **kwargs)  # type: ignore[arg-type]
 
     @property
     def prompts(self) -> tuple[str, ...] | None:

@@ -60,6 +60,23 @@ def _check_one_batch(items: int, what: str, config: DataConfig, world_size: int)
         )
 
 
+def _clip_loader(
+    dataset: Dataset, collate, what: str, config: DataConfig, rank: int, world_size: int, state
+) -> tuple[DataLoader, ResumableBatchSampler]:
+    """A resumable, rank-aware loader over a keyed dataset of corpus clips."""
+    _check_one_batch(len(dataset), what, config, world_size)  # type: ignore[arg-type]
+    sampler = ResumableBatchSampler(
+        len(dataset),  # type: ignore[arg-type]
+        config.batch_size,
+        rank=rank,
+        world_size=world_size,
+        drop_last=config.drop_last,
+    )
+    if state:
+        sampler.load_state_dict(state)
+    return keyed_loader(dataset, sampler, collate, config.num_workers, config.seed), sampler
+
+
 def build_mixit_loader(
     config: DataConfig,
     *,
@@ -73,18 +90,8 @@ def build_mixit_loader(
     index = index or build_corpus_index(config.corpus)
     clips = ClipDataset(index, config.clips, seed=config.seed)
     dataset = MixtureOfMixturesDataset(clips, config.mixit)
-    _check_one_batch(len(dataset), "mixtures of mixtures (pairs of files)", config, world_size)
-    sampler = ResumableBatchSampler(
-        len(dataset),
-        config.batch_size,
-        rank=rank,
-        world_size=world_size,
-        drop_last=config.drop_last,
-    )
-    if state:
-        sampler.load_state_dict(state)
-    collate = collate_mixture_of_mixtures
-    return keyed_loader(dataset, sampler, collate, config.num_workers, config.seed), sampler
+    what = "mixtures of mixtures (pairs of files)"
+    return _clip_loader(dataset, collate_mixture_of_mixtures, what, config, rank, world_size, state)
 
 
 def collate_mixtures(items: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -104,19 +111,7 @@ def build_mixture_loader(
     ``config.corpus``: what Self-Remixing and RemixIT separate (reference §4)."""
     index = index or build_corpus_index(config.corpus)
     dataset = ClipDataset(index, config.clips, seed=config.seed)
-    _check_one_batch(len(dataset), "files", config, world_size)
-    sampler = ResumableBatchSampler(
-        len(dataset),
-        config.batch_size,
-        rank=rank,
-        world_size=world_size,
-        drop_last=config.drop_last,
-    )
-    if state:
-        sampler.load_state_dict(state)
-    return keyed_loader(
-        dataset, sampler, collate_mixtures, config.num_workers, config.seed
-    ), sampler
+    return _clip_loader(dataset, collate_mixtures, "files", config, rank, world_size, state)
 
 
 def build_dynamic_mixing_loader(

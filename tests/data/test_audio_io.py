@@ -100,7 +100,9 @@ def test_resampling_keeps_tones_below_90_percent_of_nyquist(frequency: int) -> N
     assert np.abs(out[inner] - expected[inner]).max() < 1e-3
 
 
-@pytest.mark.parametrize(("orig_sr", "target_sr", "frames"), [(44100, 16000, 1000), (8000, 48000, 7)])
+@pytest.mark.parametrize(
+    ("orig_sr", "target_sr", "frames"), [(44100, 16000, 1000), (8000, 48000, 7)]
+)
 def test_resampled_length_is_the_ceiling_for_any_leading_shape(
     orig_sr: int, target_sr: int, frames: int
 ) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -279,7 +280,7 @@ def read_frames(
 
 
 def load_span(
-    path: str | os.PathLike,
+    path: str | os.PathLike | BinaryIO,
     start: int,
     num_frames: int,
     target_sr: int,
@@ -291,9 +292,12 @@ def load_span(
 
     Reads only the input frames needed (plus the resampling filter's margin), selects or
     down-mixes channels first (cheaper than resampling every channel), then resamples.
-    Returns float32 (C, num_frames) with C = 2 for ``channels='stereo'``, else 1.
+    Returns float32 (C, num_frames) with C = 2 for ``channels='stereo'``, else 1. `path` may
+    also be an open binary file (e.g. ``io.BytesIO`` of a tar member), read from its start.
     """
-    with sf.SoundFile(str(path)) as f:
+    if hasattr(path, "read"):
+        path.seek(0)
+    with sf.SoundFile(path if hasattr(path, "read") else os.fspath(path)) as f:
         orig_sr = f.samplerate
         if orig_sr == target_sr:
             return read_frames(f, start, num_frames, channels, rng)

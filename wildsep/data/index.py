@@ -35,7 +35,7 @@ from wildsep.data.config import CorpusConfig, default_cache_dir
 
 logger = logging.getLogger(__name__)
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: the index is one Arrow file, written batch by batch
 MANIFEST_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json"}
 MANIFEST_SUFFIXES |= {".parquet": "parquet", ".pq": "parquet"}
 SCAN_COLUMNS = ("sample_rate", "frames", "channels", "duration", "format", "peak_db", "rms_db")
@@ -63,7 +63,7 @@ class CorpusIndex:
         """Sorted distinct classes, or [] for an unlabeled corpus."""
         if "class" not in self.dataset.column_names:
             return []
-        return sorted(set(arrow_table(self, ["class"]).column("class").to_pylist()))
+        return sorted(pa.compute.unique(arrow_table(self, ["class"]).column("class")).to_pylist())
 
     @property
     def hours(self) -> float:
@@ -293,13 +293,6 @@ def _reason_category(reason: str) -> str:
     return reason.split(" (")[0].split(":")[0]
 
 
-def _write_report(path: Path, rows: list[dict[str, str]]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "reason"])
-        writer.writerows([row["path"], row["reason"]] for row in rows)
-
-
 def build_corpus_index(
     source: str | os.PathLike | CorpusConfig,
     *,
@@ -344,26 +337,17 @@ def build_corpus_index(
         with progress_bars(False):
             candidates = _candidates(path, config, columns, work_dir)
         scanned = scan_files(candidates, config, desc=f"Scanning {path.name}", progress=progress)
-        ok = arrow_table(scanned, ["ok"]).column("ok").to_pylist()
-        bad_ids = [i for i, good in enumerate(ok) if not good]
-        bad_rows = scanned.select_columns(["path", "reason"]).select(bad_ids).to_list()
-        good = scanned.select([i for i, good in enumerate(ok) if good]).remove_columns(
-            ["ok", "reason"]
-        )
-        skipped = dict(Counter(_reason_category(r["reason"]) for r in bad_rows))
-        if len(good) == 0:
+        staging = work_dir / "result"
+        staging.mkdir()
+        kept, skipped = _split_scan(scanned, staging / "index.arrow", staging / "skipped.csv")
+        if kept == 0:
             report = work_dir.parent / f"{key}-skipped.csv"
-            _write_report(report, bad_rows)
+            shutil.copyfile(staging / "skipped.csv", report)
             raise ValueError(
                 f"no usable audio in {path}: all {len(scanned)} candidate files were skipped "
                 f"({skipped}); see {report}"
             )
-        staging = work_dir / "result"
-        staging.mkdir()
-        with progress_bars(False):
-            good.save_to_disk(str(staging / "index"))
-        _write_report(staging / "skipped.csv", bad_rows)
-        summary = {"source": str(path), "files": len(good), "skipped": skipped}
+        summary = {"source": str(path), "files": kept, "skipped": skipped}
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if cache_path.exists():
             shutil.rmtree(cache_path)
@@ -377,6 +361,35 @@ def build_corpus_index(
     assert index is not None
     _log_summary(index)
     return index
+
+
+def _split_scan(scanned: datasets.Dataset, index_path: Path, report_path: Path) -> tuple[int, dict]:
+    """Write the usable rows of a scan to an Arrow file and the others to the skip report, one
+    record batch at a time, so memory stays bounded however many files there are. Returns the
+    number of usable rows and the skipped count per reason category."""
+    features = datasets.Features(
+        {k: v for k, v in scanned.features.items() if k not in ("ok", "reason")}
+    )
+    schema = features.arrow_schema  # carries the features, so `Dataset.from_file` restores them
+    kept, skipped = 0, Counter()
+    with (
+        pa.OSFile(str(index_path), "wb") as sink,
+        pa.ipc.new_stream(sink, schema) as writer,
+        open(report_path, "w", newline="") as report,
+    ):
+        bad_writer = csv.writer(report)
+        bad_writer.writerow(["path", "reason"])
+        for batch in arrow_table(scanned).to_batches(max_chunksize=1 << 16):
+            ok = batch.column("ok")
+            good = batch.filter(ok)
+            writer.write_batch(
+                pa.RecordBatch.from_arrays([good.column(n) for n in schema.names], schema=schema)
+            )
+            kept += good.num_rows
+            bad = batch.filter(pa.compute.invert(ok)).select(["path", "reason"]).to_pylist()
+            bad_writer.writerows([row["path"], row["reason"]] for row in bad)
+            skipped.update(_reason_category(row["reason"]) for row in bad)
+    return kept, dict(skipped)
 
 
 def _candidates(
@@ -405,7 +418,7 @@ def _load_cached(cache_path: Path, source: Path) -> CorpusIndex | None:
         return None
     try:
         summary = json.loads(summary_path.read_text())
-        dataset = datasets.load_from_disk(str(cache_path / "index"))
+        dataset = datasets.Dataset.from_file(str(cache_path / "index.arrow"))
     except (OSError, ValueError, FileNotFoundError):
         return None
     return CorpusIndex(dataset, source, cache_path, cache_path / "skipped.csv", summary["skipped"])

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from wildsep.models.bands import BandMaskDecoder, glu_mask
+from wildsep.models.bands import BandMaskDecoder
 from wildsep.models.layers import ConvSwiGLU, MultiHeadSelfAttention, RMSGroupNorm, RotaryEmbedding
 
 
@@ -50,17 +50,9 @@ class BaselineMultiHeadSelfAttention(MultiHeadSelfAttention):
 
 
 class BaselineBandMaskDecoder(BandMaskDecoder):
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(z.device.type, enabled=False):
-            z = z.float()
-            mean = z.mean((1, 3), keepdim=True)
-            var = (z - mean).square().mean((1, 3), keepdim=True)
-            h = (z - mean) * (var + self.eps).rsqrt() * self.norm_weight + self.norm_bias
-        for weight, bias in zip(self.mlp_weights, self.mlp_biases, strict=True):
-            h = torch.tanh(torch.einsum("btqi,qio->btqo", h, weight) + bias)
+    def project(self, h: torch.Tensor) -> torch.Tensor:
         out = torch.einsum("btqh,qwho->btqwo", h, self.layout.pad(self.weight))
-        out = out.flatten(2, 3)[:, :, self.layout.unpad] + self.bias
-        return glu_mask(out, self.n_outputs)
+        return out.flatten(2, 3)[:, :, self.layout.unpad]
 
 
 BASELINES: dict[type[nn.Module], type[nn.Module]] = {

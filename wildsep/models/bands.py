@@ -172,9 +172,14 @@ class BandMaskDecoder(nn.Module):
             h = (z - mean) * (var + self.eps).rsqrt() * self.norm_weight + self.norm_bias
         for weight, bias in zip(self.mlp_weights, self.mlp_biases, strict=True):
             h = torch.tanh(torch.einsum("btqi,qio->btqo", h, weight) + bias)
-        # The final projection, one einsum per run of equal-width bands: no padded slots (the
-        # padded layout would compute 4087 slots for 1025 bins at 48 kHz) and no gather.
-        out = torch.cat(
+        return glu_mask(self.project(h) + self.bias, self.n_outputs)
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """The final per-bin projection: h (B, T, Q, hidden) → (B, T, F, 4M), without bias.
+
+        One einsum per run of equal-width bands: no padded slots (padding every band to the
+        widest would compute 4087 slots for 1025 bins at 48 kHz) and no gather."""
+        return torch.cat(
             [
                 torch.einsum(
                     "btqh,qwho->btqwo", h[:, :, q0:q1], self.weight[f0:f1].unflatten(0, (-1, w))
@@ -183,7 +188,6 @@ class BandMaskDecoder(nn.Module):
             ],
             dim=2,
         )
-        return glu_mask(out + self.bias, self.n_outputs)  # (B, T, F, 4M) → masks
 
 
 def glu_mask(out: torch.Tensor, n_outputs: int) -> torch.Tensor:

@@ -360,6 +360,11 @@ class ShardLoader:
         drop_last: bool = False,
         **loader_options: Any,
     ) -> None:
+        if loader_options.get("persistent_workers"):
+            raise ValueError(
+                "ShardLoader starts its workers each epoch (they take the epoch and the resume "
+                "position with them); persistent_workers is not supported"
+            )
         self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
         self.collate_fn, self.drop_last, self.loader_options = collate_fn, drop_last, loader_options
         self._positions: dict[str, list[int]] = {}

@@ -9,11 +9,17 @@ training length as recalled (reference.md gives none) — which stays full lengt
     python -m benchmarks.models                                      # CPU, reduced size
     python -m benchmarks.models --device cuda --dtype bf16 --compile # full size, eager + compiled
 
+    python -m benchmarks.models --speedup                            # today's blocks vs baseline
+
 Each case runs in a fresh process. Peak memory: on CUDA, `torch.cuda.max_memory_allocated`
 during one forward+backward minus what was allocated before it (weights, inputs); on CPU, the
 growth of the process's peak resident set (VmHWM, reset through /proc/self/clear_refs) over the
 first forward+backward, which includes allocator caching and is coarser than the CUDA figure.
 Writes the section `models-<device>` of docs/benchmarks.md unless `--no-write`.
+
+`--speedup` times tuss-medium (1 s at 48 kHz, 3 prompts, B = 1) and its hot blocks with today's
+implementation and with the one before the CPU speed-up (`benchmarks/baseline.py`, same
+weights), alternating the two in one process, and writes the section `models-speedup-<device>`.
 """
 
 from __future__ import annotations
@@ -21,13 +27,23 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import multiprocessing
+import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.baseline import as_baseline
 from benchmarks.report import machine_description, markdown_table, time_call, write_section
-from wildsep.models import TUSS, from_preset
+from wildsep.models import (
+    TUSS,
+    band_widths,
+    from_preset,
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +114,93 @@ def run_case(
     }
 
 
+def paired_times(
+    fns: dict[str, Callable[[], object]], repeats: int, device: str
+) -> dict[str, float]:
+    """Median seconds of each function, run alternately (so load changes hit all alike)."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():  # warm-up
+        fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def fwd_bwd(module: nn.Module, *inputs: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        module(*inputs).square().mean().backward()
+        module.zero_grad(set_to_none=True)
+
+    return step
+
+
+def speedup(device: str, repeats: int) -> str:
+    """Table of fwd+bwd times, baseline vs today, for tuss-medium and its hot blocks."""
+    torch.manual_seed(0)
+    tuss = from_preset("tuss-medium").to(device)
+    prompts = tuss.prompt_ids(["speech", "sfx", "musicbg"]).to(device)
+    mix = torch.randn(1, 48000, device=device)
+    frames = 48000 // tuss.config.hop + 1  # 94 STFT frames; + 3 prompts + SOS in the cross blocks
+    bands = len(band_widths(48000, tuss.config.n_fft))
+    dim = tuss.config.dim
+
+    def x(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, device=device)
+
+    block = tuss.cross_blocks[0].freq  # the cross-prompt frequency path: (98 frames, 61 bands)
+    cases = [
+        ("tuss-medium: 1 s @ 48 kHz, 3 prompts, B = 1", tuss, (mix, prompts)),
+        ("ConvSwiGLU (98 × 61, 64 → 2·384)", block.ffn1, (x(frames + 4, bands, dim),)),
+        ("attention + RoPE (98 × 61, 4 heads, A = 128)", block.attn, (x(frames + 4, bands, dim),)),
+        ("RMSGroupNorm (98 × 61 × 64, G = 8)", block.norm_attn, (x(frames + 4, bands, dim),)),
+        (
+            "band mask decoder (3 × 94 × 61 bands → 1025 bins)",
+            tuss.decoder,
+            (x(3, frames, bands, dim),),
+        ),
+    ]
+    flops = FlopCounterMode(display=False)
+    with flops:
+        fwd_bwd(tuss, mix, prompts)()
+    rows = []
+    for name, module, inputs in cases:
+        times = paired_times(
+            {"baseline": fwd_bwd(as_baseline(module), *inputs), "now": fwd_bwd(module, *inputs)},
+            repeats,
+            device,
+        )
+        rows.append(
+            [
+                name,
+                f"{times['baseline'] * 1e3:.0f}",
+                f"{times['now'] * 1e3:.0f}",
+                f"{times['baseline'] / times['now']:.2f}×",
+            ]
+        )
+        print(" | ".join(rows[-1]), flush=True)
+        if module is tuss:
+            gflop = flops.get_total_flops() / 1e9
+            rate = f"{gflop / times['now']:.0f}"
+    header = ["fwd + bwd", "baseline (ms)", "now (ms)", "speed-up"]
+    return "\n\n".join(
+        [
+            f"### Models: CPU speed-up of the hot blocks ({device})",
+            f"Machine: {machine_description()}. `python -m benchmarks.models --speedup`: the"
+            " baseline is the block code before the speed-up (`benchmarks/baseline.py`), run"
+            " with the same weights, alternating with today's code in one process; medians of"
+            f" {repeats} runs after a warm-up. The whole model does {gflop:.0f} GFLOP per"
+            f" forward + backward ({rate} GFLOP/s now).",
+            markdown_table(header, rows),
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -107,7 +210,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="cpu: 1; cuda: as in the issue")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--speedup", action="store_true", help="baseline vs today's blocks")
     args = parser.parse_args()
+    if args.speedup:
+        body = speedup(args.device, args.repeats)
+        print(body)
+        if not args.no_write:
+            write_section(f"models-speedup-{args.device}", body)
+        return
     cpu = args.device == "cpu"
     dtype = args.dtype or ("fp32" if cpu else "bf16")
     scale = args.seconds_scale or (1 / 12 if cpu else 1.0)

@@ -4,7 +4,7 @@
 `TFLocoformer` / `Demucs`) and takes care of everything between a user's array and the model's
 ``(B, T) → (B, K, T)`` forward (``(B, C, T) → (B, K, C, T)`` for multichannel models):
 
-- resampling to the model's rate and back (anti-aliased polyphase, `wildsep.data.resample`),
+- resampling to the model's rate and back (anti-aliased with soxr, `wildsep.data.resample`),
   with the output cut to exactly the input's length;
 - for mono models, channels separated independently, as one batch; a model whose config has
   `audio_channels` = C ≥ 2 (a stereo Demucs) sees all C channels of a chunk together, and a

@@ -188,3 +188,36 @@ def test_header_only_mode_skips_decoding(write_noise, tmp_path: Path, cache_dir:
         tmp_path / "c", validate_audio=False, cache_dir=cache_dir, progress=False
     )
     assert len(quick) == 2 and all(np.isinf(quick.dataset["peak_db"]))
+
+
+def test_parallel_scan_of_a_long_manifest_keeps_order_and_reports_bad_rows(tmp_path: Path) -> None:
+    """300 rows (above the size where worker processes start) cycling over good, silent and
+    missing files: two processes give the rows of one, in manifest order."""
+    import csv
+
+    import numpy as np
+    import soundfile as sf
+
+    from wildsep.data import build_corpus_index
+
+    good = []
+    for i in range(3):
+        path = tmp_path / f"g{i}.wav"
+        sf.write(path, np.full(800 * (i + 1), 0.1, np.float32), 8000)
+        good.append(path.name)
+    sf.write(tmp_path / "silent.wav", np.zeros(800, np.float32), 8000)
+    names = [[*good, "silent.wav", "missing.wav"][i % 5] for i in range(300)]
+    with open(tmp_path / "m.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path", "n"], *[[name, i] for i, name in enumerate(names)]])
+    indexes = [
+        build_corpus_index(
+            tmp_path / "m.csv", num_proc=n, cache_dir=tmp_path / f"c{n}", progress=False
+        )
+        for n in (1, 2)
+    ]
+    for index in indexes:
+        rows = index.dataset.select_columns(["path", "n", "frames"]).to_list()
+        assert [r["n"] for r in rows] == [i for i in range(300) if i % 5 < 3]
+        assert [r["frames"] for r in rows] == [800 * (r["n"] % 5 + 1) for r in rows]
+        assert index.skipped == {"silent": 60, "unreadable": 60}
+        assert len(index.report_path.read_text().splitlines()) == 1 + 120

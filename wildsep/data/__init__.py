@@ -1,5 +1,5 @@
-"""Audio data pipeline: corpus indexing and streaming, clip sampling, mixtures of mixtures,
-prompt-conditioned dynamic mixing, Demucs augmentations and evaluation sets.
+"""Audio data pipeline: corpus indexing and streaming, tar shards, clip sampling, mixtures of
+mixtures, prompt-conditioned dynamic mixing, Demucs augmentations and evaluation sets.
 
 See docs/data.md. The demo corpus lives in :mod:`wildsep.data.demo`.
 
@@ -41,6 +41,8 @@ _EXPORTS = {
     "ResumableBatchSampler": "wildsep.data.sampler",
     "Scale": "wildsep.data.augment",
     "Segment": "wildsep.data.mining",
+    "ShardClipDataset": "wildsep.data.shards",
+    "ShardLoader": "wildsep.data.shards",
     "Shift": "wildsep.data.augment",
     "StreamingClipDataset": "wildsep.data.streaming",
     "build_corpus_index": "wildsep.data.index",
@@ -58,6 +60,8 @@ _EXPORTS = {
     "collate_remix": "wildsep.data.mining",
     "load_audio": "wildsep.data.audio_io",
     "load_data_config": "wildsep.data.config",
+    "iter_shard": "wildsep.data.shards",
+    "list_shards": "wildsep.data.shards",
     "load_span": "wildsep.data.audio_io",
     "mine_corpus": "wildsep.data.mining",
     "pair_clips": "wildsep.data.mixit",
@@ -66,6 +70,7 @@ _EXPORTS = {
     "resample": "wildsep.data.audio_io",
     "score_mining": "wildsep.data.mining",
     "stream_corpus": "wildsep.data.streaming",
+    "write_shards": "wildsep.data.shards",
     "write_truth_corpus": "wildsep.data.mining",
 }
 
@@ -124,6 +129,11 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ imports on f
     from wildsep.data.prompts import MarkovPromptSampler as MarkovPromptSampler
     from wildsep.data.sampler import FixedNumSourcesBatchSampler as FixedNumSourcesBatchSampler
     from wildsep.data.sampler import ResumableBatchSampler as ResumableBatchSampler
+    from wildsep.data.shards import ShardClipDataset as ShardClipDataset
+    from wildsep.data.shards import ShardLoader as ShardLoader
+    from wildsep.data.shards import iter_shard as iter_shard
+    from wildsep.data.shards import list_shards as list_shards
+    from wildsep.data.shards import write_shards as write_shards
     from wildsep.data.streaming import StreamingClipDataset as StreamingClipDataset
     from wildsep.data.streaming import stream_corpus as stream_corpus
 

@@ -1,8 +1,10 @@
 """Reading audio: header probing, whole-file validation, partial decoding and resampling.
 
 Everything here works on NumPy arrays laid out (channels, frames), float32. Only the frames a
-caller asks for are decoded, and resampling uses a cached anti-aliasing polyphase filter applied
-to just that span (plus a margin so the span's edges are filtered as if the whole file were).
+caller asks for are decoded, and resampling (soxr, a dedicated sample-rate converter: 3x faster
+than scipy's polyphase filter on the clip path, with a much sharper anti-aliasing filter) is
+applied to just that span plus a margin, so the span's edges are filtered as if the whole file
+were.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
-from scipy import signal
+import soxr
 
 # Suffixes libsndfile reads (it also sniffs content, so these are only used to pick candidates).
 SOUNDFILE_EXTENSIONS = frozenset(
@@ -33,6 +36,7 @@ UNSUPPORTED_AUDIO_EXTENSIONS = frozenset(
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | UNSUPPORTED_AUDIO_EXTENSIONS
 
 _BLOCK_FRAMES = 1 << 16
+SOXR_QUALITY = "HQ"  # 20-bit precision; "VHQ" (28-bit) costs ~20% more and buys nothing audible
 
 
 @dataclass(frozen=True)
@@ -206,71 +210,123 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return (np.concatenate([out, *extra], axis=1) if extra else out), info.sample_rate
 
 
-@lru_cache(maxsize=64)
-def _resampling_filter(up: int, down: int) -> np.ndarray:
-    # Same design as scipy's resample_poly default (Kaiser β=5, 10 zero crossings per side),
-    # computed once per rate pair instead of once per clip, and in float32 so that filtering
-    # float32 audio stays in float32 (about 1.4x faster than promoting to float64).
-    max_rate = max(up, down)
-    taps = signal.firwin(20 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
-    return taps.astype(np.float32)
-
-
 def _ratio(orig_sr: int, target_sr: int) -> tuple[int, int]:
     frac = Fraction(target_sr, orig_sr)
     return frac.numerator, frac.denominator
 
 
+def _soxr(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """soxr on (N, T) float32 rows → (N, ~T·target/orig) (soxr rounds the output length)."""
+    if x.shape[0] == 1:
+        return soxr.resample(x[0], orig_sr, target_sr, quality=SOXR_QUALITY)[None]
+    return np.ascontiguousarray(
+        soxr.resample(np.ascontiguousarray(x.T), orig_sr, target_sr, quality=SOXR_QUALITY).T
+    )
+
+
 def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Anti-aliased polyphase resampling along the last axis. (..., T) → (..., T')."""
+    """Anti-aliased resampling along the last axis: (..., T) → (..., ceil(T·target/orig)).
+
+    soxr's linear-phase "HQ" filter: flat to 91% of the lower Nyquist frequency, > 120 dB
+    rejection above it. Output sample j lies at input time j·orig/target, as with polyphase
+    filtering; the input is treated as zero outside [0, T).
+    """
     if orig_sr == target_sr:
         return x
     up, down = _ratio(orig_sr, target_sr)
-    y = signal.resample_poly(x, up, down, axis=-1, window=_resampling_filter(up, down))
-    return y.astype(np.float32, copy=False)
+    lead, frames = x.shape[:-1], x.shape[-1]
+    length = math.ceil(frames * up / down)
+    rows = np.ascontiguousarray(x.reshape(-1, frames), dtype=np.float32)
+    if rows.size == 0:
+        return np.zeros((*lead, length), dtype=np.float32)
+    # soxr rounds its output length to the nearest sample; a block of zeros past the end
+    # gives it the samples it would otherwise drop, so the length convention is ceil.
+    padded = np.pad(rows, ((0, 0), (0, down)))
+    return _soxr(padded, orig_sr, target_sr)[:, :length].reshape(*lead, length)
 
 
+@lru_cache(maxsize=64)
 def _resampling_margin(orig_sr: int, target_sr: int) -> tuple[int, int]:
     """Input frames to read beyond each side of a span, and the matching output frames.
 
-    The margin covers the filter's half-length and is a multiple of `down`, so the output
-    sample grid stays aligned with the first input frame of the span.
+    The margin is the measured half-length of the resampler's impulse response (where it
+    exceeds 1e-7 of its peak: beyond that, what a span does not see changes it by less than
+    float32 rounding), rounded up to a multiple of `down` so the output sample grid stays
+    aligned with the first input frame of the span.
     """
     up, down = _ratio(orig_sr, target_sr)
-    half_len_in = 10 * max(up, down) / up
-    margin_in = down * math.ceil(half_len_in / down)
+    low = min(orig_sr, target_sr)
+    # 4096 samples at the lower rate on each side hold the whole response of every ratio.
+    half = down * math.ceil(4096 * orig_sr / low / down)
+    impulse = np.zeros((1, 2 * half), dtype=np.float32)
+    impulse[0, half] = 1.0
+    response = np.abs(_soxr(impulse, orig_sr, target_sr)[0])
+    support = np.flatnonzero(response > 1e-7 * response.max())
+    centre = half * up / down
+    reach_out = max(centre - support[0], support[-1] - centre)
+    margin_in = down * math.ceil((reach_out + 1) / up)  # (reach_out + 1)·down/up input frames
     return margin_in, margin_in * up // down
 
 
-def read_frames(f: sf.SoundFile, start: int, num_frames: int) -> np.ndarray:
-    """Frames [start, start + num_frames) of an open file as float32 (C, num_frames); frames
-    outside the file (negative `start`, past the end) are zeros."""
-    out = np.zeros((f.channels, num_frames), dtype=np.float32)
-    lo, hi = max(0, start), min(f.frames, start + num_frames)
-    if hi > lo:
-        f.seek(lo)
-        data = f.read(hi - lo, dtype="float32", always_2d=True)
-        out[:, lo - start : lo - start + len(data)] = data.T
-    return out
+def channel_matrix(
+    num_channels: int, mode: str, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """The (C, C') float32 matrix that maps C file channels to what `mode` asks for: C' = 1 for
+    'mono' (the mean), 'first' and 'random' (one channel drawn from `rng`), C' = 2 for 'stereo'
+    (a mono file duplicated, channels past the second dropped)."""
+    out = 2 if mode == "stereo" else 1
+    matrix = np.zeros((num_channels, out), dtype=np.float32)
+    if mode == "mono":
+        matrix[:] = 1.0 / num_channels
+    elif mode == "first":
+        matrix[0, 0] = 1.0
+    elif mode == "random":
+        if rng is None:
+            raise ValueError("channels='random' needs a random generator")
+        matrix[int(rng.integers(num_channels)), 0] = 1.0
+    elif mode == "stereo":
+        matrix[0, 0] = 1.0
+        matrix[min(1, num_channels - 1), 1] = 1.0
+    else:
+        raise ValueError(f"unknown channel mode {mode!r}; choose from mono, first, random, stereo")
+    return matrix
 
 
 def select_channels(x: np.ndarray, mode: str, rng: np.random.Generator | None = None) -> np.ndarray:
     """(C, T) → (1, T) for 'mono' / 'first' / 'random', (2, T) for 'stereo'."""
-    if mode == "mono":
-        return x.mean(axis=0, keepdims=True) if len(x) > 1 else x
-    if mode == "first":
-        return x[:1]
-    if mode == "random":
-        if rng is None:
-            raise ValueError("channels='random' needs a random generator")
-        return x[[int(rng.integers(len(x)))]]
-    if mode == "stereo":
-        return np.repeat(x, 2, axis=0) if len(x) == 1 else x[:2]
-    raise ValueError(f"unknown channel mode {mode!r}; choose from mono, first, random, stereo")
+    return channel_matrix(len(x), mode, rng).T @ x
+
+
+def read_frames(
+    f: sf.SoundFile,
+    start: int,
+    num_frames: int,
+    channels: str | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Frames [start, start + num_frames) of an open file as float32 (C, num_frames); frames
+    outside the file (negative `start`, past the end) are zeros. With `channels` (a
+    :func:`channel_matrix` mode) the channels are selected or mixed while converting.
+
+    16-bit PCM is read as int16 and scaled here: libsndfile's own float conversion costs
+    about 7x more than the read itself. The values are the same (k / 32768 is exact in float32).
+    """
+    matrix = None if channels is None else channel_matrix(f.channels, channels, rng)
+    out = np.zeros((f.channels if matrix is None else matrix.shape[1], num_frames), np.float32)
+    lo, hi = max(0, start), min(f.frames, start + num_frames)
+    if hi > lo:
+        f.seek(lo)
+        if f.subtype == "PCM_16":
+            data = f.read(hi - lo, dtype="int16", always_2d=True).astype(np.float32)
+            matrix = (np.eye(f.channels, dtype=np.float32) if matrix is None else matrix) / 32768
+        else:
+            data = f.read(hi - lo, dtype="float32", always_2d=True)
+        out[:, lo - start : lo - start + len(data)] = (data if matrix is None else data @ matrix).T
+    return out
 
 
 def load_span(
-    path: str | os.PathLike,
+    path: str | os.PathLike | BinaryIO,
     start: int,
     num_frames: int,
     target_sr: int,
@@ -282,17 +338,20 @@ def load_span(
 
     Reads only the input frames needed (plus the resampling filter's margin), selects or
     down-mixes channels first (cheaper than resampling every channel), then resamples.
-    Returns float32 (C, num_frames) with C = 2 for ``channels='stereo'``, else 1.
+    Returns float32 (C, num_frames) with C = 2 for ``channels='stereo'``, else 1. `path` may
+    also be an open binary file (e.g. ``io.BytesIO`` of a tar member), read from its start.
     """
-    with sf.SoundFile(str(path)) as f:
+    if hasattr(path, "read"):
+        path.seek(0)
+    with sf.SoundFile(path if hasattr(path, "read") else os.fspath(path)) as f:
         orig_sr = f.samplerate
         if orig_sr == target_sr:
-            return select_channels(read_frames(f, start, num_frames), channels, rng)
+            return read_frames(f, start, num_frames, channels, rng)
         up, down = _ratio(orig_sr, target_sr)
         margin_in, margin_out = _resampling_margin(orig_sr, target_sr)
         frames_in = math.ceil(num_frames * down / up)
-        raw = read_frames(f, start - margin_in, frames_in + 2 * margin_in)
-    x = resample(select_channels(raw, channels, rng), orig_sr, target_sr)
+        raw = read_frames(f, start - margin_in, frames_in + 2 * margin_in, channels, rng)
+    x = resample(raw, orig_sr, target_sr)
     return np.ascontiguousarray(x[:, margin_out : margin_out + num_frames])
 
 

@@ -11,6 +11,7 @@ import logging
 import math
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import BinaryIO
 
 import datasets
 import numpy as np
@@ -65,7 +66,11 @@ def normalise(x: np.ndarray, mode: str, target_db: float) -> np.ndarray:
 
 
 def crop_file(
-    rng: np.random.Generator, path: str, sample_rate: int, frames: int, config: ClipConfig
+    rng: np.random.Generator,
+    path: str | BinaryIO,
+    sample_rate: int,
+    frames: int,
+    config: ClipConfig,
 ) -> np.ndarray:
     """One random crop of `config.duration` seconds at `config.sample_rate`: float32 (C, T).
 
@@ -88,8 +93,9 @@ def is_usable(clip: np.ndarray, config: ClipConfig) -> bool:
 class ClipSampler:
     """Cuts clips from the files of an index (the per-item work of every training dataset).
 
-    Keeps the index's numeric columns as NumPy arrays and the paths as an Arrow column, so
-    worker processes share them copy-on-write and lookups cost no Python objects per file.
+    Keeps the index's numeric columns as NumPy arrays (12 bytes per file) and the paths as the
+    index's memory-mapped Arrow column, so worker processes share them and lookups cost no
+    Python objects per file: a corpus of millions of files costs megabytes, not gigabytes.
     """
 
     def __init__(
@@ -99,7 +105,7 @@ class ClipSampler:
         if table.num_rows == 0:
             raise ValueError("cannot sample clips from an empty index")
         self.config = config
-        self.paths = table.column("path").combine_chunks()
+        self.paths = table.column("path")  # chunked and memory-mapped: not copied into RAM
         self.sample_rates = table.column("sample_rate").to_numpy().astype(np.int64)
         self.frames = table.column("frames").to_numpy().astype(np.int64)
         self._warned: set[str] = set()

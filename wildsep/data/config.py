@@ -76,7 +76,7 @@ class ClipConfig:
     """How fixed-length training clips are cut from files."""
 
     sample_rate: int = 16000
-    """Target rate; files at other rates are resampled with an anti-aliasing polyphase filter."""
+    """Target rate; files at other rates are resampled (soxr, > 120 dB anti-aliasing)."""
     duration: float = 4.0
     """Clip length in seconds. Files shorter than this are zero-padded at a random offset."""
     channels: str = "mono"

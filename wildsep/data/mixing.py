@@ -15,6 +15,8 @@ from typing import Any
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # registers pa.compute
 import torch
 from torch.utils.data import Dataset
 
@@ -90,8 +92,13 @@ class DynamicMixingDataset(Dataset):
                 "class_from_folder=True or a manifest class column"
             )
         self.sampler = ClipSampler(table, self.clip_config)
-        classes = np.asarray(table.column("class").to_pylist(), dtype=object)
-        self.pools = {c: np.flatnonzero(classes == c) for c in np.unique(classes)}
+        # Class codes rather than one Python string per file.
+        classes = pa.compute.dictionary_encode(table.column("class")).combine_chunks()
+        codes = classes.indices.to_numpy(zero_copy_only=False)
+        self.pools = {
+            name: np.flatnonzero(codes == code)
+            for code, name in enumerate(classes.dictionary.to_pylist())
+        }
         self._check_pools()
 
     def _check_pools(self) -> None:

@@ -61,7 +61,8 @@ class BandLayout(nn.Module):
 
     sizes (Q,): bins per band; index (Q, W): the bin at slot w of band q (0 where padded);
     valid (Q, W): whether the slot holds a bin; unpad (F,): the position of each bin in the
-    flattened (Q·W) padded layout.
+    flattened (Q·W) padded layout; runs: (first band, end band, first bin, end bin, width) of
+    each run of consecutive equal-width bands (7 runs for the 61 bands at 48 kHz).
     """
 
     def __init__(self, widths: tuple[int, ...]) -> None:
@@ -76,6 +77,12 @@ class BandLayout(nn.Module):
         ]
         valid = [[w < width for w in range(most)] for width in widths]
         unpad = [q * most + w for q, width in enumerate(widths) for w in range(width)]
+        self.runs: list[tuple[int, int, int, int, int]] = []
+        for width, group in itertools.groupby(range(len(widths)), key=widths.__getitem__):
+            bands = list(group)
+            first_bin = starts[bands[0]]
+            end_bin = first_bin + width * len(bands)
+            self.runs.append((bands[0], bands[-1] + 1, first_bin, end_bin, width))
         self.register_buffer("sizes", torch.tensor(widths), persistent=False)
         self.register_buffer("index", torch.tensor(index), persistent=False)
         self.register_buffer("valid", torch.tensor(valid), persistent=False)
@@ -165,9 +172,22 @@ class BandMaskDecoder(nn.Module):
             h = (z - mean) * (var + self.eps).rsqrt() * self.norm_weight + self.norm_bias
         for weight, bias in zip(self.mlp_weights, self.mlp_biases, strict=True):
             h = torch.tanh(torch.einsum("btqi,qio->btqo", h, weight) + bias)
-        out = torch.einsum("btqh,qwho->btqwo", h, self.layout.pad(self.weight))
-        out = out.flatten(2, 3)[:, :, self.layout.unpad] + self.bias  # (B, T, F, 4M)
-        return glu_mask(out, self.n_outputs)
+        return glu_mask(self.project(h) + self.bias, self.n_outputs)
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """The final per-bin projection: h (B, T, Q, hidden) → (B, T, F, 4M), without bias.
+
+        One einsum per run of equal-width bands: no padded slots (padding every band to the
+        widest would compute 4087 slots for 1025 bins at 48 kHz) and no gather."""
+        return torch.cat(
+            [
+                torch.einsum(
+                    "btqh,qwho->btqwo", h[:, :, q0:q1], self.weight[f0:f1].unflatten(0, (-1, w))
+                ).flatten(2, 3)
+                for q0, q1, f0, f1, w in self.layout.runs
+            ],
+            dim=2,
+        )
 
 
 def glu_mask(out: torch.Tensor, n_outputs: int) -> torch.Tensor:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 
@@ -28,9 +27,11 @@ class RMSGroupNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., D) → (..., D) float32."""
-        x = rearrange(x.float(), "... (g c) -> ... g c", g=self.groups)
-        x = x / (x.square().mean(-1, keepdim=True).sqrt() + self.eps)
-        return rearrange(x, "... g c -> ... (g c)") * self.weight.float()
+        x = x.float().unflatten(-1, (self.groups, -1))  # (..., G, C)
+        # The scale is computed on the small (..., G, 1) tensor, so the full-size tensor sees
+        # one norm and two multiplications (no square, mean and division passes over it).
+        rms = torch.linalg.vector_norm(x, dim=-1, keepdim=True) * x.shape[-1] ** -0.5
+        return (x * (rms + self.eps).reciprocal()).flatten(-2) * self.weight.float()
 
 
 class ConvSwiGLU(nn.Module):
@@ -38,6 +39,11 @@ class ConvSwiGLU(nn.Module):
 
     Both convolutions are padded by K−1, so the output length equals the input length for any
     K and any sequence length (the conv adds K−1 steps, the transposed conv removes them).
+
+    The weights are those of `nn.Conv1d`/`nn.ConvTranspose1d` (checkpoint layout), but the
+    convolutions run as 2-D ones on a (N, D, 1, L) view of the channels-last input: that view
+    *is* channels-last (NHWC) memory, which oneDNN convolves directly, so no transposition copy
+    is made on the way in or out.
     """
 
     def __init__(self, dim: int, hidden: int, kernel: int) -> None:
@@ -47,8 +53,14 @@ class ConvSwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, L, D) → (N, L, D)."""
-        value, gate = self.conv(rearrange(x, "n l d -> n d l")).chunk(2, dim=1)
-        return rearrange(self.deconv(value * F.silu(gate)), "n d l -> n l d")
+        pad = (0, self.conv.kernel_size[0] - 1)
+        x = x.transpose(1, 2).unsqueeze(2)  # (N, D, 1, L): channels-last strides
+        hidden = F.conv2d(x, self.conv.weight.unsqueeze(2), self.conv.bias, padding=pad)
+        value, gate = hidden.chunk(2, dim=1)
+        y = F.conv_transpose2d(
+            value * F.silu(gate), self.deconv.weight.unsqueeze(2), self.deconv.bias, padding=pad
+        )
+        return y.squeeze(2).transpose(1, 2)
 
 
 class RotaryEmbedding(nn.Module):
@@ -66,13 +78,16 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, heads, L, E) → same shape, position l rotated by l·θ."""
+        """x: (..., L, E) → same shape, position l rotated by l·θ."""
         pos = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)
-        angle = torch.outer(pos, self.inv_freq).repeat(1, 2)  # (L, E)
-        # Same dtype as x so that q, k and v reach the attention kernel with one dtype (bf16).
-        cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
-        first, second = x.chunk(2, dim=-1)
-        return x * cos + torch.cat((-second, first), dim=-1) * sin
+        angle = torch.outer(pos, self.inv_freq)  # (L, E/2)
+        # x·cos + (−x₂, x₁)·sin, written as x·cos + (x₂, x₁)·(−sin, sin): one flip instead of a
+        # negation and a concatenation. Same dtype as x so q, k and v reach the attention kernel
+        # with one dtype (bf16).
+        cos = angle.cos().repeat(1, 2).to(x.dtype)
+        sin = torch.cat((-angle.sin(), angle.sin()), dim=-1).to(x.dtype)
+        swapped = x.unflatten(-1, (2, -1)).flip(-2).flatten(-2)
+        return torch.addcmul(x * cos, swapped, sin)
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -93,6 +108,8 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, L, D) → (N, L, D)."""
-        q, k, v = rearrange(self.qkv(x), "n l (three h e) -> three n h l e", three=3, h=self.heads)
-        y = F.scaled_dot_product_attention(self.rope(q), self.rope(k), v)
-        return self.out(rearrange(y, "n h l e -> n l (h e)"))
+        n, length, _ = x.shape
+        qkv = self.qkv(x).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)
+        qk = self.rope(qkv[:2].contiguous())  # q and k rotated together: (2, N, heads, L, E)
+        y = F.scaled_dot_product_attention(qk[0], qk[1], qkv[2])
+        return self.out(y.transpose(1, 2).reshape(n, length, -1))

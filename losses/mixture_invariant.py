@@ -149,20 +149,33 @@ def mixit(
     """MixIT loss with the best (or efficiently approximated) mixing matrix.
 
     Args:
-        est: (B, M, T) separated outputs of the mixture of mixtures.
-        mixtures: (B, N, T) the N reference mixtures (N ≥ 1, M ≥ N).
+        est: (B, M, T) separated outputs of the mixture of mixtures; or (B, M, C, T) for C
+            audio channels, where a candidate's SNR sums the energies over the channels.
+        mixtures: (B, N, T) (or (B, N, C, T)) the N reference mixtures (N ≥ 1, M ≥ N).
         method: "exact" searches all N^M assignments (on M×M statistics, independent of T);
             "efficient" is the least-squares + argmax projection of Wisdom et al. 2021.
         snr_max: soft cap of `thresholded_snr` in dB; None for plain negative SNR.
         max_candidates: refuse exact search above this many candidates (memory ≈ 8·B·N^(M+1)
             bytes); use method="efficient" there.
     Returns:
-        `MixITResult(loss (B,), mixing (B, N, M), remixed (B, N, T))`.
+        `MixITResult(loss (B,), mixing (B, N, M), remixed (B, N, [C,] T))`.
     """
+    if est.dim() == 4 and mixtures.dim() == 4 and est.shape[2] == mixtures.shape[2]:
+        # Channels joined end to end: every energy the search and the loss use becomes the
+        # sum over channels, and the mixing matrix is shared by the channels of an output.
+        flat = mixit(
+            est.flatten(2),
+            mixtures.flatten(2),
+            method=method,
+            snr_max=snr_max,
+            eps=eps,
+            max_candidates=max_candidates,
+        )
+        return MixITResult(flat.loss, flat.mixing, flat.remixed.view(mixtures.shape))
     if est.dim() != 3 or mixtures.dim() != 3:
         raise ValueError(
-            f"mixit expects est (B, M, T) and mixtures (B, N, T), got {tuple(est.shape)} "
-            f"and {tuple(mixtures.shape)}"
+            f"mixit expects est (B, M, [C,] T) and mixtures (B, N, [C,] T), got "
+            f"{tuple(est.shape)} and {tuple(mixtures.shape)}"
         )
     (batch, m, length), (batch_x, n, length_x) = est.shape, mixtures.shape
     if (batch, length) != (batch_x, length_x) or not 1 <= n <= m:

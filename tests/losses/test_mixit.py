@@ -131,7 +131,7 @@ def test_bf16_inputs_give_float32_loss():
     [
         ((2, 2, 10), (2, 3, 10), {}, "1 ≤ N ≤ M"),
         ((2, 4, 10), (2, 2, 11), {}, "matching B and T"),
-        ((2, 4, 10), (2, 10), {}, r"\(B, N, T\)"),
+        ((2, 4, 10), (2, 10), {}, r"\(B, N, \[C,\] T\)"),
         ((1, 24, 10), (1, 2, 10), {}, "use method='efficient'"),
         ((1, 4, 10), (1, 2, 10), {"method": "greedy"}, "unknown MixIT method"),
     ],
@@ -146,3 +146,34 @@ def test_the_benchmark_baseline_computes_the_same_loss():
 
     est, mixtures = torch.randn(3, 5, 300), torch.randn(3, 2, 300)
     torch.testing.assert_close(naive_mixit(est, mixtures), mixit(est, mixtures).loss)
+
+
+@pytest.mark.parametrize("method", ["exact", "efficient"])
+def test_stereo_mixit_sums_energies_over_channels(method):
+    """(B, M, C, T): the loss of an assignment is the thresholded SNR with energies summed over
+    both channels, and the best assignment is the same for both channels; checked against
+    every assignment enumerated in a loop."""
+    import itertools
+
+    torch.manual_seed(0)
+    refs = torch.randn(3, 2, 2, 200) * torch.tensor([1.0, 0.05, 2.0])[:, None, None, None]
+    refs[2, 1, 1] = 0  # one silent channel
+    est = torch.randn(3, 4, 2, 200) * 0.3 + refs.repeat_interleave(2, 1) / 2
+    result = mixit(est, refs, method=method)
+    assert result.remixed.shape == refs.shape
+    tau = 1e-3
+    for b in range(3):
+
+        def loss(a, b=b):
+            total = 0.0
+            for n in range(2):
+                remix = sum(est[b, m] for m in range(4) if a[m] == n) + 0 * est[b, 0]
+                error = (refs[b, n] - remix).pow(2).sum() + tau * refs[b, n].pow(2).sum() + 1e-8
+                total += 10 * torch.log10(error) - 10 * torch.log10(refs[b, n].pow(2).sum() + 1e-8)
+            return total / 2
+
+        chosen = tuple(int(result.mixing[b, :, m].argmax()) for m in range(4))
+        torch.testing.assert_close(result.loss[b], loss(chosen), rtol=1e-4, atol=1e-4)
+        if method == "exact":
+            best = min(loss(a) for a in itertools.product(range(2), repeat=4))
+            torch.testing.assert_close(result.loss[b], best, rtol=1e-4, atol=1e-4)

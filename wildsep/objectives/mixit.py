@@ -80,15 +80,23 @@ class MixITObjectiveConfig:
         return self.sparsity_weight * min(1.0, (step - self.sparsity_start) / self.sparsity_ramp)
 
 
+def count_active_mask(outputs: Tensor, mixture: Tensor, threshold_db: float) -> Tensor:
+    """(B, M) bool: outputs whose energy is above `threshold_db` relative to the mixture's
+    (energies summed over channels)."""
+    level = mixture.float().flatten(1).pow(2).sum(-1, keepdim=True) * 10 ** (threshold_db / 10)
+    return outputs.float().flatten(2).pow(2).sum(-1) > level
+
+
 def count_active(outputs: Tensor, mixture: Tensor, threshold_db: float) -> Tensor:
-    """Number of outputs above `threshold_db` relative to the mixture energy: (B, M, T) → (B,)."""
-    level = mixture.float().pow(2).sum(-1, keepdim=True) * 10 ** (threshold_db / 10)
-    return (outputs.float().pow(2).sum(-1) > level).sum(-1).float()
+    """Number of outputs above `threshold_db` relative to the mixture energy:
+    (B, M, [C,] T) → (B,), energies summed over channels."""
+    return count_active_mask(outputs, mixture, threshold_db).sum(-1).float()
 
 
 def clip_logits(classifier: nn.Module, audio: Tensor) -> Tensor:
-    """Clip-level class logits of a window classifier: (K, T) → (K, C), max over windows."""
-    return classifier(audio).amax(1)
+    """Clip-level class logits of a mono window classifier: (K, [C,] T) → (K, classes), the
+    maximum over its windows; multichannel audio is down-mixed first."""
+    return classifier(audio.mean(1) if audio.dim() == 3 else audio).amax(1)
 
 
 class MixITObjective(Objective):
@@ -123,10 +131,9 @@ class MixITObjective(Objective):
             probs = probs.view(batch_size, count, -1)
             if c.semantic_targets == SemanticTargets.hard:
                 probs = (probs > 0.5).float()
-            silent = references.float().pow(2).sum(-1) == 0  # (B, N): e.g. silent_prob pairs
+            silent = references.float().flatten(2).pow(2).sum(-1) == 0  # (B, N)
             labels = probs.masked_fill(silent.unsqueeze(-1), 0.0)
-            level = mixture.float().pow(2).sum(-1, keepdim=True) * 10 ** (c.semantic_active_db / 10)
-            active = outputs.float().pow(2).sum(-1) > level  # (B, M)
+            active = count_active_mask(outputs, mixture, c.semantic_active_db)  # (B, M)
         logits = clip_logits(classifier, outputs.flatten(0, 1)).float()
         logits = logits.view(batch_size, outputs_per_example, -1)
         logits = torch.where(active.unsqueeze(-1), logits, torch.full_like(logits, -30.0))

@@ -90,8 +90,10 @@ def test_gass_is_supervised_on_one_to_four_sources_at_the_tuss_medium_geometry(m
     backbone = preset_config(config.model.preset, **config.model.overrides)
     assert backbone.geometry() == preset_config("tuss-medium").geometry()
     assert [s.objective.value for s in config.stages] == ["supervised"]
-    assert config.data.dynamic_mixing.num_sources == [1, 2, 3, 4] == list(
-        range(1, backbone.n_outputs + 1)
+    assert (
+        config.data.dynamic_mixing.num_sources
+        == [1, 2, 3, 4]
+        == list(range(1, backbone.n_outputs + 1))
     )
     assert config.data.clips.sample_rate == backbone.sample_rate
 

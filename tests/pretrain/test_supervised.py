@@ -52,6 +52,29 @@ def losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records(run) if "loss" in r}
 
 
+def initialise_tuss(run: Path, tmp_path: Path, corpus: Path) -> None:
+    """One fine-tuning step of the demo TUSS initialised from the run's export."""
+    from finetune.tuss import main as finetune
+
+    tuned = finetune(
+        [
+            str(ROOT / "configs" / "demo_tuss.yaml"),
+            "--init",
+            str(run),
+            *model_overrides(),
+            f"run_dir={tmp_path / 'tuss'}",
+            f"data.pools.source={corpus / 'pools'}",
+            f"data.pools.cache_dir={tmp_path / 'cache'}",
+            "data.batch_size=2",
+            "data.num_workers=0",
+            "data.clips.duration=0.5",
+            "train.max_steps=1",
+            "validation.manifest=null",
+        ]
+    )
+    assert (tuned / "init.txt").read_text().startswith(f"backbone {run / 'model'}")
+
+
 @pytest.mark.slow
 def test_supervised_pretraining_trains_resumes_exports_and_initialises_tuss(tmp_path, demo_corpus):
     args = overrides(tmp_path, demo_corpus, **{"data.corpus.source": "''"})  # no corpus needed
@@ -66,25 +89,7 @@ def test_supervised_pretraining_trains_resumes_exports_and_initialises_tuss(tmp_
     model = load_pretrained(run / "model")
     assert isinstance(model, Backbone) and model(torch.randn(2, 4000)).shape == (2, 4, 4000)
 
-    from finetune.tuss import main as finetune
-
-    tuned = finetune(
-        [
-            str(ROOT / "configs" / "demo_tuss.yaml"),
-            "--init",
-            str(run),
-            *model_overrides(),
-            f"run_dir={tmp_path / 'tuss'}",
-            f"data.pools.source={demo_corpus / 'pools'}",
-            f"data.pools.cache_dir={tmp_path / 'cache'}",
-            "data.batch_size=2",
-            "data.num_workers=0",
-            "data.clips.duration=0.5",
-            "train.max_steps=1",
-            "validation.manifest=null",
-        ]
-    )
-    assert (tuned / "init.txt").read_text().startswith(f"backbone {run / 'model'}")
+    initialise_tuss(run, tmp_path, demo_corpus)
 
 
 @pytest.mark.slow
@@ -110,6 +115,7 @@ def test_semisupervised_mixit_sum_mode_logs_both_losses_every_step(tmp_path, dem
     )
     steps = [r for r in records(run) if "lr" in r]
     assert len(steps) == 2 and all("mixit" in r and "supervised" in r for r in steps)
+    initialise_tuss(run, tmp_path, demo_corpus)
 
 
 def load(tmp_path, corpus, config, *extra):

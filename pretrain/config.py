@@ -9,7 +9,13 @@ from typing import Any
 from wildsep.config import ConfigError
 from wildsep.data import DataConfig
 from wildsep.engine import TrainConfig
-from wildsep.objectives import MixITObjectiveConfig, RemixingObjectiveConfig, SemiSupConfig
+from wildsep.objectives import (
+    MixITObjectiveConfig,
+    RemixingObjectiveConfig,
+    SemiSupConfig,
+    SemiSupMixITConfig,
+    SupervisedObjectiveConfig,
+)
 
 
 @dataclass
@@ -22,8 +28,18 @@ class ModelConfig:
 
 
 class ObjectiveKind(str, Enum):
-    mixit = "mixit"
-    remixing = "remixing"
+    mixit = "mixit"  # mixtures of mixtures of the unlabeled corpus
+    remixing = "remixing"  # single mixtures of the unlabeled corpus
+    supervised = "supervised"  # dynamic mixtures of the labeled pools (GASS)
+    semisup_mixit = "semisup_mixit"  # both: supervised and MoM batches (MixIT paper)
+
+    @property
+    def reads_corpus(self) -> bool:
+        return self != ObjectiveKind.supervised
+
+    @property
+    def reads_pools(self) -> bool:
+        return self in (ObjectiveKind.supervised, ObjectiveKind.semisup_mixit)
 
 
 @dataclass
@@ -33,6 +49,9 @@ class StageConfig:
     steps: int = 100_000
     mixit: MixITObjectiveConfig = field(default_factory=MixITObjectiveConfig)
     remixing: RemixingObjectiveConfig = field(default_factory=RemixingObjectiveConfig)
+    supervised: SupervisedObjectiveConfig = field(default_factory=SupervisedObjectiveConfig)
+    # semisup_mixit: how supervised batches (`supervised`) and MoM batches (`mixit`) combine
+    semisup_mixit: SemiSupMixITConfig = field(default_factory=SemiSupMixITConfig)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -44,13 +63,20 @@ class ValidationConfig:
     # Held-out mixtures of mixtures for the MixIT loss and MoMi: from `corpus` (a folder or
     # manifest of unlabeled audio) if set, else crops of the training corpus drawn with `seed`.
     corpus: str | None = None
+    # Stages that read labeled pools also get held-out dynamic mixtures (the same number of
+    # batches, drawn with `seed`) for the supervised loss: from `pools` (a folder of class
+    # folders, or a manifest read with data.pools' settings) if set, else the training pools.
+    pools: str | None = None
     mom_batches: int = 4
     seed: int = 1_000_003
-    # A labeled validation set (JSON-lines manifest, see docs/data.md) for SI-SNRi and
-    # under/equal/over-separation; examples cropped to `seconds` (None: whole files).
+    # A labeled validation set (JSON-lines manifest, see docs/data.md) for SI-SNRi (overall,
+    # per number of sources and per class), the supervised loss and under/equal/over-separation;
+    # examples cropped to `seconds` (None: whole files). Runs without an unlabeled corpus
+    # (supervised stages only) validate on it alone.
     manifest: str | None = None
-    # Single-source examples (same format) for the FUSS single-source SI-SNR (SS) and the
-    # active outputs on one-source inputs; e.g. the demo corpus's valid/single.jsonl.
+    # Single-source examples (same format) for the FUSS single-source SI-SNR (SS, overall and
+    # per class) and the active outputs on one-source inputs; e.g. the demo corpus's
+    # valid/single.jsonl.
     single_manifest: str | None = None
     max_examples: int = 32
     seconds: float | None = 6.0
@@ -80,8 +106,10 @@ def check_stages(config: PretrainConfig) -> None:
         raise ConfigError("stages is empty: the curriculum needs at least one stage")
     outputs = preset_config(config.model.preset, **config.model.overrides).n_outputs
     batch = config.data.batch_size
+    check_data_sources(config, outputs)
     for i, stage in enumerate(config.stages):
-        if stage.objective == ObjectiveKind.mixit and stage.mixit.semantic_weight > 0:
+        uses_mixit = stage.objective in (ObjectiveKind.mixit, ObjectiveKind.semisup_mixit)
+        if uses_mixit and stage.mixit.semantic_weight > 0:
             check_classifier(config, i)
         if stage.objective != ObjectiveKind.remixing:
             continue
@@ -99,6 +127,30 @@ def check_stages(config: PretrainConfig) -> None:
                 f"data.batch_size>={sources}, stages.{i}.remixing.num_sources<={batch}, or "
                 f"stages.{i}.remixing.constrained=false"
             )
+
+
+def check_data_sources(config: PretrainConfig, outputs: int) -> None:
+    """Stages that read labeled pools have them, with no more sources per mixture than the
+    model has outputs; stages that read the unlabeled corpus have it."""
+    kinds = {stage.objective for stage in config.stages}
+    names = ", ".join(sorted(k.value for k in kinds))
+    if any(k.reads_pools for k in kinds):
+        if not config.data.pools.source:
+            raise ConfigError(
+                f"stages ({names}) read labeled pools: set data.pools.source (class folders, "
+                "or a manifest with data.pools.class_column), see docs/data.md"
+            )
+        most = max(config.data.dynamic_mixing.num_sources)
+        if most > outputs:
+            raise ConfigError(
+                f"data.dynamic_mixing.num_sources draws up to {most} sources but the model has "
+                f"{outputs} outputs: lower num_sources or raise model.overrides.n_outputs"
+            )
+    if any(k.reads_corpus for k in kinds) and not config.data.corpus.source:
+        raise ConfigError(
+            f"stages ({names}) read the unlabeled corpus: set data.corpus.source (a folder or "
+            "a manifest with a `path` column)"
+        )
 
 
 def check_classifier(config: PretrainConfig, index: int) -> None:

@@ -14,6 +14,9 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SCHEMAS = {
     "demo_pretrain.yaml": PretrainConfig,
     "mixit_yfcc.yaml": PretrainConfig,
+    "gass.yaml": PretrainConfig,
+    "demo_gass.yaml": PretrainConfig,
+    "demo_semisup_mixit.yaml": PretrainConfig,
     "demo_tuss.yaml": FinetuneConfig,
     "tuss_medium.yaml": FinetuneConfig,
     "demo_presence.yaml": PresenceRecipeConfig,
@@ -60,6 +63,9 @@ def test_mixit_yfcc_matches_the_tuss_medium_geometry(monkeypatch):
     [
         ("mixit_yfcc.yaml", "tuss_medium.yaml"),
         ("demo_pretrain.yaml", "demo_tuss.yaml"),
+        ("gass.yaml", "tuss_medium.yaml"),
+        ("demo_gass.yaml", "demo_tuss.yaml"),
+        ("demo_semisup_mixit.yaml", "demo_tuss.yaml"),
         ("realaudio/pretrain.yaml", "realaudio/tuss.yaml"),
     ],
 )
@@ -72,6 +78,24 @@ def test_pretraining_configs_initialise_their_finetuning_configs(pretrain, finet
     tuss = load_config(FinetuneConfig, CONFIGS / finetune).model
     geometry = preset_config(backbone.preset, **backbone.overrides).geometry()
     assert geometry == preset_config(tuss.preset, **tuss.overrides).geometry()
+
+
+def test_gass_is_supervised_on_one_to_four_sources_at_the_tuss_medium_geometry(monkeypatch):
+    from pretrain.config import check_stages
+    from wildsep.models import preset_config
+
+    monkeypatch.setenv("WILDSEP_POOLS", "/data/pools")
+    config = load_config(PretrainConfig, CONFIGS / "gass.yaml")
+    check_stages(config)  # pools only: no unlabeled corpus needed
+    backbone = preset_config(config.model.preset, **config.model.overrides)
+    assert backbone.geometry() == preset_config("tuss-medium").geometry()
+    assert [s.objective.value for s in config.stages] == ["supervised"]
+    assert (
+        config.data.dynamic_mixing.num_sources
+        == [1, 2, 3, 4]
+        == list(range(1, backbone.n_outputs + 1))
+    )
+    assert config.data.clips.sample_rate == backbone.sample_rate
 
 
 def test_mixit_yfcc_without_a_corpus_says_how_to_give_one(monkeypatch):

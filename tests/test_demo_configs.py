@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+PRETRAIN = ("demo_pretrain.yaml", "demo_gass.yaml", "demo_semisup_mixit.yaml")
 
 
 def recipe(name):
-    if name == "demo_pretrain.yaml":
+    if name in PRETRAIN:
         from pretrain.run import main
 
         return main, ["stages.0.steps=1"]
@@ -23,18 +24,19 @@ def recipe(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["demo_pretrain.yaml", "demo_tuss.yaml", "demo_presence.yaml"])
+@pytest.mark.parametrize("name", [*PRETRAIN, "demo_tuss.yaml", "demo_presence.yaml"])
 def test_demo_config_trains_on_the_small_corpus(name, demo_corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("WILDSEP_DEMO", str(demo_corpus))
     main, extra = recipe(name)
-    section = "corpus" if name == "demo_pretrain.yaml" else "pools"
+    cache = f"cache_dir={tmp_path / 'cache'}"
     run = main(
         [
             str(CONFIGS / name),
             f"run_dir={tmp_path / 'run'}",
             "train.max_steps=1",
             "data.num_workers=0",
-            f"data.{section}.cache_dir={tmp_path / 'cache'}",
+            f"data.corpus.{cache}",
+            f"data.pools.{cache}",
             *extra,
         ]
     )

@@ -7,21 +7,32 @@ spectrogram image):
 - on held-out mixtures of mixtures: the MixIT loss ("loss", what the plateau schedule watches
   by default) and MoMi, the SI-SNR improvement of the MixIT-remixed outputs over the MoM;
 - on a labeled validation set, when given: SI-SNRi of the outputs matched to the active
-  references of the multi-source examples (FUSS MSi), the SI-SNR of the matched output of the
-  single-source examples (FUSS SS), the FUSS under/equal/over-separation rates, and the mean
-  number of active outputs for each number of true sources.
+  references of the multi-source examples (FUSS MSi), also per number of sources
+  ("si_snri/<n>_sources") and per class ("si_snri/<class>"); the SI-SNR of the matched output
+  of the single-source examples (FUSS SS), also per class ("single_source_si_snr/<class>");
+  the FUSS under/equal/over-separation rates; the mean number of active outputs for each
+  number of true sources;
+- on held-out dynamic mixtures of labeled sources, when given: the supervised PIT loss of the
+  M outputs against the references padded with silence ("supervised_loss"; also "loss" when
+  there are no MoM batches, i.e. in a run of supervised stages only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from losses import mixit, pit, si_snr
 from wildsep.metrics import active_references, match_outputs, separation_counts, source_metrics
+from wildsep.objectives.supervised import supervised_pit
 from wildsep.objectives.tuss import prompt_groups
+
+
+def _means(groups: dict[str, list[float]], prefix: str) -> dict[str, float]:
+    return {f"{prefix}/{key}": sum(v) / len(v) for key, v in sorted(groups.items())}
 
 
 class UnconditionalValidation:
@@ -29,22 +40,31 @@ class UnconditionalValidation:
 
     Args:
         mom_batches: fixed held-out batches {"mixture": (B, T), "references": (B, 2, T)}.
-        labeled: fixed examples {"mixture": (T,), "references": (N, T)} (silent references
-            are ignored).
+        labeled: fixed examples {"mixture": (T,), "references": (N, T)}, optionally
+            "classes" (N names) for the per-class scores (silent references are ignored).
         audio_examples: how many labeled examples to log as audio (mixture and outputs).
+        mixing_batches: fixed held-out batches {"mixture": (B, T), "references": (B, N, T)}
+            of dynamic mixtures, N ≤ M, for "supervised_loss".
+        loss_fn: the supervised pair loss `loss(est, ref, mixture)` (e.g. `losses.tuss_loss`);
+            needed with `mixing_batches`.
     """
 
     def __init__(
         self,
         mom_batches: Sequence[dict[str, Tensor]],
-        labeled: Sequence[dict[str, Tensor]] = (),
+        labeled: Sequence[dict] = (),
         audio_examples: int = 2,
+        mixing_batches: Sequence[dict[str, Tensor]] = (),
+        loss_fn: Callable[..., Tensor] | None = None,
     ) -> None:
+        if mixing_batches and loss_fn is None:
+            raise ValueError("UnconditionalValidation: mixing_batches need a loss_fn")
         self.mom_batches, self.labeled, self.audio_examples = (
             list(mom_batches),
             list(labeled),
             audio_examples,
         )
+        self.mixing_batches, self.loss_fn = list(mixing_batches), loss_fn
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, step: int) -> dict[str, float | Tensor]:
@@ -60,6 +80,14 @@ class UnconditionalValidation:
                 momi.append((si_snr(result.remixed, refs) - base).mean(-1))
             out["loss"] = torch.cat(losses).mean().item()
             out["momi"] = torch.cat(momi).mean().item()
+        if self.mixing_batches:
+            losses = []
+            for batch in self.mixing_batches:
+                mixture, refs = batch["mixture"].to(device), batch["references"].to(device)
+                result, _ = supervised_pit(model(mixture).float(), refs, mixture, self.loss_fn)
+                losses.append(result.loss)
+            out["supervised_loss"] = torch.cat(losses).mean().item()
+            out.setdefault("loss", out["supervised_loss"])
         if self.labeled:
             out.update(self._labeled(model, device))
         return out
@@ -67,20 +95,29 @@ class UnconditionalValidation:
     def _labeled(self, model: nn.Module, device: torch.device) -> dict[str, float | Tensor]:
         improvements, single, under, equal, over = [], [], 0, 0, 0
         counts: list[tuple[int, int]] = []
+        by_count: dict[str, list[float]] = defaultdict(list)  # SI-SNRi per number of sources
+        by_class: dict[str, list[float]] = defaultdict(list)  # SI-SNRi per class
+        single_by_class: dict[str, list[float]] = defaultdict(list)  # SS per class
         media: dict[str, Tensor] = {}
         for i, example in enumerate(self.labeled):
             mixture = example["mixture"].to(device)
             refs = example["references"].to(device)
             est = model(mixture.unsqueeze(0))[0].float()  # (M, T)
             active = active_references(refs)
+            classes = example.get("classes") or []
+            names = [c for c, a in zip(classes, active.tolist(), strict=False) if a]
             refs = refs[active]
             if refs.shape[0]:
                 chosen = match_outputs(est, refs)
                 scores = source_metrics(est[chosen], refs, mixture)
                 # one source: the mixture is the reference, so SI-SNRi is meaningless (FUSS SS)
-                (single if refs.shape[0] == 1 else improvements).append(
-                    scores["si_snr" if refs.shape[0] == 1 else "si_snri"]
-                )
+                is_single = refs.shape[0] == 1
+                values = scores["si_snr" if is_single else "si_snri"]
+                (single if is_single else improvements).append(values)
+                if not is_single:
+                    by_count[f"{refs.shape[0]}_sources"] += values.tolist()
+                for name, value in zip(names, values.tolist(), strict=False):
+                    (single_by_class if is_single else by_class)[name].append(value)
             n_est, n_ref = separation_counts(est, refs)
             counts.append((n_est, n_ref))
             under += n_est < n_ref
@@ -106,6 +143,9 @@ class UnconditionalValidation:
             out["si_snri"] = torch.cat(improvements).mean().item()
         if single:
             out["single_source_si_snr"] = torch.cat(single).mean().item()
+        out.update(_means(by_count, "si_snri"))
+        out.update(_means(by_class, "si_snri"))
+        out.update(_means(single_by_class, "single_source_si_snr"))
         out.update(media)
         return out
 

@@ -161,9 +161,10 @@ def test_unconditional_fuss_metrics_by_hand(tmp_path: Path) -> None:
     assert fuss["msi"] == pytest.approx(np.mean(improvements), abs=2e-3)
     assert fuss["msi_sources"] == 4 and fuss["ss_examples"] == 1
     assert fuss["ss"] == pytest.approx(si_snr(out0[0], r0), abs=2e-3)
+    assert fuss["ss_per_class"] == {"speech": pytest.approx(fuss["ss"], abs=1e-9)}
     rates = [fuss[f"{k}_separation"] for k in ("under", "equal", "over")]
     assert rates == pytest.approx([1 / 3] * 3)
-    assert "## FUSS" in ev.to_markdown(result)
+    assert "## FUSS" in ev.to_markdown(result) and "SS per class: speech" in ev.to_markdown(result)
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,9 @@ def to_markdown(result: dict[str, Any]) -> str:
                 + [f"{f[k + '_separation']:.2f}" for k in ("under", "equal", "over")]
             ],
         )
+        if f.get("ss_per_class"):
+            per_class = ", ".join(f"{c} {_db(v)}" for c, v in f["ss_per_class"].items())
+            lines += ["", f"SS per class: {per_class}."]
     metric_header = [LABELS[k] for k in METRICS]
     lines += ["", "## Per class", ""]
     lines += _table(

@@ -246,6 +246,11 @@ def summarise(
             "msi_sources": len(multi),
             "ss": _mean(s["si_snr"] for s in single),
             "ss_examples": len(single),
+            # GASS reports single-source inputs by class too
+            "ss_per_class": {
+                c: _mean(s["si_snr"] for s in single if s["class"] == c)
+                for c in sorted({s["class"] for s in single})
+            },
             **{f"{k}_separation": seen[k] / count for k in ("under", "equal", "over")},
         }
     if benchmark is not None:

@@ -20,6 +20,15 @@ from wildsep.objectives.stems import (
     StemsObjectiveConfig,
     stem_losses,
 )
+from wildsep.objectives.supervised import (
+    SemiSupervisedMixIT,
+    SemiSupMixITConfig,
+    SemiSupMode,
+    SupervisedObjective,
+    SupervisedObjectiveConfig,
+    semisup_mixit_batches,
+    supervised_pit,
+)
 from wildsep.objectives.tuss import TUSSObjective, TUSSObjectiveConfig, drop_prompts, prompt_groups
 
 __all__ = [
@@ -34,18 +43,25 @@ __all__ = [
     "RemixingObjective",
     "RemixingObjectiveConfig",
     "SemiSupConfig",
+    "SemiSupMixITConfig",
+    "SemiSupMode",
+    "SemiSupervisedMixIT",
     "SemiSupervisedObjective",
     "SparsityKind",
     "StemLoss",
     "StemsObjective",
     "StemsObjectiveConfig",
+    "SupervisedObjective",
+    "SupervisedObjectiveConfig",
     "TUSSObjective",
     "TUSSObjectiveConfig",
     "drop_prompts",
     "ema_update",
     "interleave_batches",
     "prompt_groups",
+    "semisup_mixit_batches",
     "stem_losses",
+    "supervised_pit",
     "weak_remix_loss",
     "with_remix_batches",
 ]

@@ -40,18 +40,19 @@ class TinySeparator(nn.Module):
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         return self.net(mixture.unsqueeze(1))
 
+    def save_pretrained(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(self.state_dict(), folder / "model.safetensors")
+
 
 def build_model(kind: str) -> nn.Module:
+    """The tiny convolution, or a real wildsep Backbone of the tiny test geometry."""
     if kind == "tiny":
         return TinySeparator()
     from tests.tiny import TINY_SEPARATOR
     from wildsep.models import from_preset
 
     return from_preset("backbone-medium", **TINY_SEPARATOR, n_outputs=4)
-
-    def save_pretrained(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file(self.state_dict(), folder / "model.safetensors")
 
 
 def batches(global_batch: int, rank: int, world: int, nan_at: int, hang_at: int):

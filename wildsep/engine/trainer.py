@@ -358,7 +358,8 @@ class Trainer:
         if zero_stage == 3:
             # Every process holds a slice of each parameter; whatever reads whole weights on one
             # process alone (validation, an EMA teacher's update) would wait forever for the others.
-            if validate is not None and config.val_every > 0:
+            # (Decided on the config, not on `validate`, which only the main process is given.)
+            if config.val_every > 0:
                 raise ValueError(
                     "validation runs the whole model on the main process, which ZeRO-3 "
                     "cannot do: set train.val_every=0, or use ZeRO-2"

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> Path:
         )
 
     run_dir = Path(config.run_dir)
-    accelerator = make_accelerator(config.train, run_dir)
+    accelerator = make_accelerator(config.train, run_dir, micro_batch=config.data.batch_size)
     prepare_run_dir(run_dir, config, recipe="finetune", is_main=accelerator.is_main_process)
     if accelerator.is_main_process:
         (run_dir / "init.txt").write_text(origin + "\n")

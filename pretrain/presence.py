@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> Path:
     seed_everything(config.train)
     model = PresenceClassifier(config.model)
     run_dir = Path(config.run_dir)
-    accelerator = make_accelerator(config.train, run_dir)
+    accelerator = make_accelerator(config.train, run_dir, micro_batch=config.data.batch_size)
     prepare_run_dir(run_dir, config, recipe="presence", is_main=accelerator.is_main_process)
     with accelerator.main_process_first():
         pools = build_corpus_index(config.data.pools)

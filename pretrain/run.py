@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> Path:
         initialise_from(model, config.model.init)
 
     run_dir = Path(config.run_dir)
-    accelerator = make_accelerator(config.train, run_dir)
+    accelerator = make_accelerator(config.train, run_dir, micro_batch=config.data.batch_size)
     prepare_run_dir(run_dir, config, recipe="pretrain", is_main=accelerator.is_main_process)
     kinds = {stage.objective for stage in config.stages}
     index = pools = None

@@ -107,9 +107,19 @@ def test_mixit_yfcc_without_a_corpus_says_how_to_give_one(monkeypatch):
 @pytest.mark.parametrize(
     "path", sorted((CONFIGS / "accelerate").glob("*.yaml")), ids=lambda p: p.name
 )
-def test_accelerate_config_parses(path):
+def test_accelerate_config_parses_and_leaves_the_process_count_to_the_command_line(path):
     config = load_config_from_file(str(path))
-    assert config.num_processes >= 1 and config.mixed_precision == "bf16"
+    assert config.mixed_precision == "bf16"
+    text = path.read_text()
+    if config.distributed_type.value == "NO":
+        assert config.num_processes == 1
+    else:  # the machine count and rank are the launcher's too (one file for every cluster)
+        assert config.num_processes == -1 and "num_processes:" not in text
+        assert "num_machines:" not in text and "machine_rank:" not in text
+    if config.distributed_type.value == "DEEPSPEED":  # the training config owns these
+        assert not {"gradient_accumulation_steps", "gradient_clipping"} & set(
+            config.deepspeed_config
+        )
 
 
 def test_command_line_no_yes_on_off_are_strings_for_choices_and_booleans_for_flags():

@@ -1,15 +1,19 @@
 """A complete, tiny training run for the engine tests; also launched as a script.
 
     python tiny_run.py RUN_DIR STEPS [--global-batch B] [--nan-at STEP] [--hang-at STEP]
+        [--model tiny|backbone] [--grad-accum K] [--grad-clip C]
 
-Writes one JSON line per step to RUN_DIR/losses.<rank>.jsonl and the final parameters to
-RUN_DIR/params.safetensors (main process).
+Writes one JSON line per micro-batch to RUN_DIR/losses.<rank>.jsonl and the final parameters
+to RUN_DIR/params.safetensors (main process). `--model backbone` trains a real (tiny) wildsep
+Backbone, whose export `finetune/tuss.py --init` and `wildsep separate` accept; it needs the
+repository root on PYTHONPATH (for tests/tiny.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from wildsep.engine import Objective, Stage, TrainConfig, Trainer, make_accelerator
+from wildsep.engine.trainer import whole_parameters
 from wildsep.objectives import MixITObjective, MixITObjectiveConfig
 
 LENGTH = 256
@@ -38,6 +43,16 @@ class TinySeparator(nn.Module):
     def save_pretrained(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         save_file(self.state_dict(), folder / "model.safetensors")
+
+
+def build_model(kind: str) -> nn.Module:
+    """The tiny convolution, or a real wildsep Backbone of the tiny test geometry."""
+    if kind == "tiny":
+        return TinySeparator()
+    from tests.tiny import TINY_SEPARATOR
+    from wildsep.models import from_preset
+
+    return from_preset("backbone-medium", **TINY_SEPARATOR, n_outputs=4)
 
 
 def batches(global_batch: int, rank: int, world: int, nan_at: int, hang_at: int):
@@ -87,6 +102,7 @@ def run(
     checkpoint_every: int = 2,
     nan_grad_at: int = -1,
     grad_clip: float = 5.0,
+    model: str = "tiny",
     **overrides,
 ) -> Trainer:
     torch.manual_seed(0)
@@ -101,14 +117,15 @@ def run(
     config.optim.lr = 1e-2
     config.optim.grad_clip = grad_clip
     config.schedule.warmup_steps = 2
-    accelerator = make_accelerator(config, run_dir)
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    accelerator = make_accelerator(config, run_dir, micro_batch=global_batch // world)
     rank, world = accelerator.process_index, accelerator.num_processes
     objective = Recording(
         MixITObjective(MixITObjectiveConfig()), run_dir / f"losses.{rank}.jsonl", nan_grad_at
     )
     trainer = Trainer(
         config,
-        TinySeparator(),
+        build_model(model),
         [Stage("mixit", objective, steps)],
         batches(global_batch, rank, world, nan_at, hang_at),
         run_dir,
@@ -116,9 +133,11 @@ def run(
         sample_rate=8000,
     )
     trainer.fit()
-    if accelerator.is_main_process:
-        state = accelerator.unwrap_model(trainer.model).state_dict()
-        save_file({k: v.contiguous() for k, v in state.items()}, run_dir / "params.safetensors")
+    unwrapped = accelerator.unwrap_model(trainer.model)
+    with whole_parameters(unwrapped, trainer.zero_stage):  # every process gathers under ZeRO-3
+        if accelerator.is_main_process:
+            state = {k: v.detach().clone().contiguous() for k, v in unwrapped.state_dict().items()}
+            save_file(state, run_dir / "params.safetensors")
     return trainer
 
 
@@ -129,5 +148,17 @@ if __name__ == "__main__":
     parser.add_argument("--global-batch", type=int, default=4)
     parser.add_argument("--nan-at", type=int, default=-1)
     parser.add_argument("--hang-at", type=int, default=-1)
+    parser.add_argument("--model", choices=["tiny", "backbone"], default="tiny")
+    parser.add_argument("--grad-accum", type=int, default=1)
+    parser.add_argument("--grad-clip", type=float, default=5.0)
     args = parser.parse_args()
-    run(args.run_dir, args.steps, args.global_batch, args.nan_at, args.hang_at)
+    run(
+        args.run_dir,
+        args.steps,
+        args.global_batch,
+        args.nan_at,
+        args.hang_at,
+        grad_clip=args.grad_clip,
+        model=args.model,
+        grad_accum=args.grad_accum,
+    )

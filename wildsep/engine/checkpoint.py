@@ -116,9 +116,22 @@ def write_folder_atomically(folder: Path, write: Callable[[Path], object]) -> Pa
 # Verification
 
 
-def _read_torch_file(path: Path) -> Any:
+def _deepspeed_record_types() -> list[type]:
+    """The plain-data DeepSpeed classes its checkpoints pickle besides tensors (loss-scale
+    records, the ZeRO stage, the address of a parameter's slice of a partition): allowed by
+    name, so that `weights_only=True` can read DeepSpeed's files. DeepSpeed itself then loads
+    them with `weights_only=False`, which is why every file is read here first."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+def read_torch_file(path: Path, deepspeed: bool = False) -> Any:
     """A file written by `torch.save`, checked end to end and loaded with `weights_only=True`
-    (Accelerate's own loader, with its allow-list for NumPy RNG states); CheckpointError."""
+    (Accelerate's own loader, with its allow-list for NumPy RNG states, plus DeepSpeed's
+    record types for a DeepSpeed shard); CheckpointError."""
     name = path.name
     if not path.is_file():
         raise CheckpointError(f"{name} is missing")
@@ -132,7 +145,8 @@ def _read_torch_file(path: Path) -> Any:
     if damaged is not None:
         raise CheckpointError(f"{name} is corrupt (checksum mismatch in {damaged})")
     try:
-        return accelerate_load(path, map_location="cpu")
+        with torch.serialization.safe_globals(_deepspeed_record_types() if deepspeed else []):
+            return accelerate_load(path, map_location="cpu")
     except Exception as err:  # any failure to load means the file is unusable
         raise CheckpointError(f"{name} cannot be loaded safely ({first_line(err)})") from None
 
@@ -168,6 +182,12 @@ def _optimizer_mismatch(saved: Any, optimizer: torch.optim.Optimizer) -> str | N
     return None
 
 
+def deepspeed_optimizer_partition(rank: int) -> str:
+    """The file of process `rank`'s ZeRO partition of the optimizer state (DeepSpeed's naming,
+    one model-parallel rank)."""
+    return f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt"
+
+
 def _numbered(stem: str, index: int, suffix: str) -> str:
     """Accelerate's naming: `optimizer.bin`, `optimizer_1.bin`, …"""
     return f"{stem}{suffix}" if index == 0 else f"{stem}_{index}{suffix}"
@@ -188,8 +208,8 @@ def checkpoint_problems(
     """
     problems: list[str] = []
 
-    def readable(path: Path) -> None:
-        _read_torch_file(path)
+    def readable(path: Path, deepspeed: bool = False) -> None:
+        read_torch_file(path, deepspeed)
 
     def check(action: Callable[[], str | None]) -> None:
         try:
@@ -209,17 +229,22 @@ def checkpoint_problems(
     checked: set[str] = {STATE_FILE}
     models = getattr(accelerator, "_models", [])
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
-        # DeepSpeed writes model and optimizer shards into a folder per model; its own loader
-        # reads them, so each archive is checked against its CRC-32s here.
+        # DeepSpeed writes model and optimizer shards into a folder per model, one ZeRO
+        # partition of the optimizer state per process; its own loader reads them (unpickling
+        # freely), so each archive is checked against its CRC-32s and read safely here first.
         for i in range(len(models)):
             shards = folder / _numbered("pytorch_model", i, "")
             files = sorted(p for p in shards.rglob("*") if p.is_file()) if shards.is_dir() else []
             if not files:
                 problems.append(f"{shards.name}/ is missing or empty")
+            for rank in range(int(state.get("num_processes", 1)) if files else 0):
+                partition = shards / deepspeed_optimizer_partition(rank)
+                if not partition.is_file():
+                    problems.append(f"{shards.name}/{partition.name} is missing")
             for path in files:
                 checked.add(str(path.relative_to(folder)))
                 if path.suffix in _TORCH_SUFFIXES:
-                    check(lambda path=path: readable(path))
+                    check(lambda path=path: readable(path, deepspeed=True))
     else:
         for i, model in enumerate(models):
             name = _numbered("model", i, ".safetensors")
@@ -235,7 +260,7 @@ def checkpoint_problems(
             checked.add(name)
 
             def check_optimizer(name: str = name, optimizer: Any = optimizer) -> str | None:
-                mismatch = _optimizer_mismatch(_read_torch_file(folder / name), optimizer)
+                mismatch = _optimizer_mismatch(read_torch_file(folder / name), optimizer)
                 return f"{name} does not match the optimizer ({mismatch})" if mismatch else None
 
             check(check_optimizer)
@@ -253,7 +278,7 @@ def checkpoint_problems(
         checked.add(name)
 
         def check_rng(name: str = name) -> str | None:
-            rng = _read_torch_file(folder / name)
+            rng = read_torch_file(folder / name)
             if not isinstance(rng, dict) or not all(k in rng for k in RNG_KEYS):
                 return f"{name} is not an RNG state"
             return None

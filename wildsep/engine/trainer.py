@@ -1,10 +1,11 @@
 """The training engine shared by pre-training and fine-tuning.
 
-Step-based training on Accelerate (CPU, one or many GPUs, DDP or DeepSpeed ZeRO-2 through
-Accelerate's plugin) with bf16/fp16/fp32, gradient accumulation and clipping, AdamW, warm-up
-plus constant/cosine/plateau schedules, a curriculum of stages (e.g. MixIT, then
-Self-Remixing), TensorBoard logging, periodic validation, atomic rotating checkpoints,
-automatic resume, and a graceful stop on SIGTERM/SIGINT that checkpoints first.
+Step-based training on Accelerate (one CPU to many GPU machines; DDP, or DeepSpeed ZeRO-2/3
+through Accelerate's plugin, on GPUs or DeepSpeed's CPU accelerator) with bf16/fp16/fp32,
+gradient accumulation and clipping, AdamW, warm-up plus constant/cosine/plateau schedules, a
+curriculum of stages (e.g. MixIT, then Self-Remixing), TensorBoard logging, periodic
+validation, atomic rotating checkpoints, automatic resume, and a graceful stop on
+SIGTERM/SIGINT that checkpoints first.
 
 Determinism: every batch is a function of its position (the data source is asked for the
 batches from position `step × grad_accum` on), and objectives derive their randomness from the
@@ -16,10 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -28,9 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DeepSpeedPlugin, DistributedType, InitProcessGroupKwargs
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from wildsep.config import ConfigError
 from wildsep.engine.checkpoint import (
     WRITE_ERRORS,
     average_model_weights,
@@ -125,6 +130,10 @@ class Objective(nn.Module):
     in `state_dict` — it is checkpointed with the run — and update it in `after_step`.
     """
 
+    # True when `after_step` reads the model's weights (an EMA teacher): ZeRO-3, which leaves
+    # each process a slice of every weight, refuses such objectives.
+    reads_weights = False
+
     def after_step(self, model: nn.Module, step: int) -> None:
         """Called after every optimizer step with the unwrapped model and the new step count."""
 
@@ -201,15 +210,95 @@ class TermSums:
         return sum(self.grad_norms) / len(self.grad_norms) if self.grad_norms else math.nan
 
 
-def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
-    """The Accelerator for a run; the launcher's environment picks DDP/DeepSpeed and devices."""
-    return Accelerator(
+def launched_under_deepspeed() -> bool:
+    """Whether `accelerate launch --use_deepspeed` (or a DeepSpeed launch config) started us."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def check_device_count(processes_here: int, devices: int) -> None:
+    """Refuse, in one line, more processes on this machine than it has GPUs (each process
+    drives one GPU; a second process on the same GPU would fail later, deep in CUDA)."""
+    if devices and processes_here > devices:
+        raise ConfigError(
+            f"{processes_here} processes were launched on this machine but it has {devices} "
+            f"GPU(s): launch with --num_processes {devices} × machines (the total over all "
+            "machines), or fewer"
+        )
+
+
+def deepspeed_plugin(config: TrainConfig, micro_batch: int) -> DeepSpeedPlugin:
+    """The DeepSpeed settings of a run: ZeRO stage and offloading from the launch config,
+    gradient accumulation and clipping from the training config (DeepSpeed does both inside
+    its engine, so they must agree). A launch config that sets them differently is refused."""
+    owned = {
+        "ACCELERATE_GRADIENT_ACCUMULATION_STEPS": ("train.grad_accum", config.grad_accum),
+        "ACCELERATE_GRADIENT_CLIPPING": ("train.optim.grad_clip", config.optim.grad_clip),
+    }
+    for variable, (key, ours) in owned.items():
+        launcher = os.environ.get(variable, "auto").lower()
+        if launcher not in ("auto", "none", "") and float(launcher) != float(ours):
+            raise ConfigError(
+                f"the DeepSpeed launch config sets {variable.removeprefix('ACCELERATE_').lower()}"
+                f"={launcher} but {key}={ours}: remove it from the launch config (the training "
+                "config sets it)"
+            )
+    plugin = DeepSpeedPlugin(
+        gradient_accumulation_steps=config.grad_accum,
+        # DeepSpeed clips when the value is > 0, exactly like train.optim.grad_clip.
+        gradient_clipping=config.optim.grad_clip,
+    )
+    # Only DeepSpeed's throughput bookkeeping uses it; the data loaders are the engine's.
+    plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = micro_batch
+    plugin.deepspeed_config.pop("train_batch_size", None)
+    return plugin
+
+
+def deepspeed_zero_stage(accelerator: Accelerator) -> int | None:
+    """The ZeRO stage of a DeepSpeed run, None without DeepSpeed."""
+    if accelerator.distributed_type != DistributedType.DEEPSPEED:
+        return None
+    return int(accelerator.state.deepspeed_plugin.zero_stage)
+
+
+def whole_parameters(model: nn.Module, zero_stage: int | None) -> AbstractContextManager:
+    """A context in which `model` holds its whole parameters: under ZeRO-3 each process keeps
+    only a slice of every parameter, so they are gathered (collectively: every process must
+    enter) and released on exit; otherwise nothing to do."""
+    if zero_stage != 3:
+        return nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
+
+
+def make_accelerator(config: TrainConfig, run_dir: Path, micro_batch: int = 1) -> Accelerator:
+    """The Accelerator for a run; the launcher's environment picks DDP/DeepSpeed and devices.
+
+    `micro_batch` is the per-process batch size (DeepSpeed wants to know it). Under DeepSpeed
+    without CUDA, DeepSpeed's CPU accelerator runs over a gloo process group (docs/pretraining.md,
+    "Scaling out").
+    """
+    cuda = torch.cuda.is_available()
+    if cuda:
+        check_device_count(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), torch.cuda.device_count())
+    kwargs: dict[str, Any] = {}
+    if launched_under_deepspeed():
+        kwargs["deepspeed_plugin"] = deepspeed_plugin(config, micro_batch)
+        if not cuda:
+            # Accelerate's cpu=True would silently bypass DeepSpeed; without it, a CPU-only
+            # torch needs the process-group backend named (DeepSpeed's CPU accelerator falls
+            # back to gloo when oneCCL is absent).
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+            kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
+    else:
         # Without CUDA, cpu=True lets a torchrun-launched group (`accelerate launch --multi_gpu
         # --num_processes N`) form a gloo process group instead of N independent runs.
-        cpu=not torch.cuda.is_available(),
+        kwargs["cpu"] = not cuda
+    return Accelerator(
         mixed_precision=config.precision.value,
         gradient_accumulation_steps=config.grad_accum,
         project_dir=str(run_dir),
+        **kwargs,
     )
 
 
@@ -260,6 +349,29 @@ class Trainer:
                 f"train.average_last={config.average_last} needs train.keep_last ≥ it "
                 f"(got {config.keep_last}): older checkpoints are deleted"
             )
+        zero_stage = deepspeed_zero_stage(accelerator)
+        if zero_stage is not None and config.average_last > 1:
+            raise ValueError(
+                "train.average_last averages DDP checkpoints' model.safetensors; DeepSpeed "
+                "checkpoints hold ZeRO shards: set train.average_last=0 under DeepSpeed"
+            )
+        if zero_stage == 3:
+            # Every process holds a slice of each parameter; whatever reads whole weights on one
+            # process alone (validation, an EMA teacher's update) would wait forever for the others.
+            # (Decided on the config, not on `validate`, which only the main process is given.)
+            if config.val_every > 0:
+                raise ValueError(
+                    "validation runs the whole model on the main process, which ZeRO-3 "
+                    "cannot do: set train.val_every=0, or use ZeRO-2"
+                )
+            readers = [s.name for s in stages if s.objective.reads_weights]
+            if readers:
+                raise ValueError(
+                    f"the objectives of stages {readers} read the model's weights after each "
+                    "step (an EMA teacher), which ZeRO-3's partitioned weights cannot give "
+                    "them: use ZeRO-2"
+                )
+        self.zero_stage = zero_stage
         self.config, self.stages, self.batches = config, list(stages), batches
         self.run_dir, self.accelerator, self.sample_rate = Path(run_dir), accelerator, sample_rate
         self.validate = validate
@@ -527,12 +639,15 @@ class Trainer:
     def export(self, folder: Path) -> None:
         """Save the model as safetensors + config (`save_pretrained`), on the main process.
 
+        Under ZeRO-3 the parameters' slices are gathered first (every process must call this).
         Written into a temporary sibling and renamed when complete (`write_folder_atomically`),
         so a kill never leaves a torn export and a re-export replaces the old one only whole.
         """
         self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            model = self.accelerator.unwrap_model(self.model)
+        model = self.accelerator.unwrap_model(self.model)
+        with whole_parameters(model, self.zero_stage):
+            if not self.accelerator.is_main_process:
+                return
             try:
                 write_folder_atomically(folder, model.save_pretrained)
             except WRITE_ERRORS as error:

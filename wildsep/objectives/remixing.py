@@ -104,6 +104,8 @@ class RemixingObjective(Objective):
             "remixit": out.remixit.mean(),
         }
 
+    reads_weights = True  # the EMA teacher follows the student
+
     def after_step(self, model: nn.Module, step: int) -> None:
         c = self.config
         if not bool(self.teacher_ready):

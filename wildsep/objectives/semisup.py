@@ -181,6 +181,10 @@ class SemiSupervisedObjective(Objective):
     def after_step(self, model: nn.Module, step: int) -> None:
         self.supervised.after_step(model, step)
 
+    @property
+    def reads_weights(self) -> bool:  # type: ignore[override]
+        return self.supervised.reads_weights
+
     # The weak loss keeps no state, so checkpoints hold the stage objective's state under its
     # own names: a run can switch remixing on or off and still resume (e.g. its EMA teacher).
     def state_dict(self, *args, **kwargs):

@@ -8,7 +8,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from finetune.tuss import main
-from tests.tiny import TINY_SEPARATOR, model_overrides
+from tests.tiny import TINY_SEPARATOR, FixedOutputs, model_overrides
 from wildsep.config import ConfigError
 from wildsep.engine import latest_checkpoint
 from wildsep.models import TUSS, from_preset, load_pretrained
@@ -84,17 +84,6 @@ def per_example_tuss_loss(est, refs, mixture, prompts):
             candidates.append(torch.stack(values).mean())
         total = total + min(candidates, key=lambda v: float(v.detach()))
     return total / len(prompts)
-
-
-class FixedOutputs(torch.nn.Module):
-    """A "model" whose outputs are a parameter, so gradients w.r.t. each output can be read."""
-
-    def __init__(self, outputs):
-        super().__init__()
-        self.outputs = torch.nn.Parameter(outputs.clone())
-
-    def forward(self, mixture, prompts):
-        return self.outputs
 
 
 def test_objective_equals_a_per_example_loop_with_mixtures_of_different_levels():

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from tests.tiny import FixedOutputs
 from wildsep.objectives import (
     MixITObjective,
     MixITObjectiveConfig,
@@ -18,15 +19,6 @@ from wildsep.objectives import (
 )
 
 T = 400
-
-
-class FixedOutputs(torch.nn.Module):
-    def __init__(self, outputs):
-        super().__init__()
-        self.outputs = torch.nn.Parameter(outputs.clone())
-
-    def forward(self, mixture):
-        return self.outputs
 
 
 def pair_loss(est, ref, mixture, snr_max=30.0, w0=0.1):

@@ -6,16 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.tiny import FixedOutputs
 from wildsep.objectives import MixITObjective, MixITObjectiveConfig
-
-
-class FixedOutputs(torch.nn.Module):
-    def __init__(self, outputs):
-        super().__init__()
-        self.outputs = torch.nn.Parameter(outputs.clone())
-
-    def forward(self, mixture):
-        return self.outputs
 
 
 def negative_snr(est, ref, tau=1e-3):

@@ -304,9 +304,11 @@ def model_rows(sizes: Sizes, deadline: float, compile_reserve_s: float) -> tuple
     backend = "eager" if sizes.tiny else "inductor"
     rows, skipped = [], []
     # The smoke run takes one TF-domain and one waveform model: every code path, fewer processes.
-    cases = [c for c in models.CASES if c.preset in ("tuss-medium", "demucs-small")][:2]
+    smoke = [
+        next(c for c in models.CASES if c.preset == p) for p in ("tuss-medium", "demucs-small")
+    ]
     for compiled in (False, True):
-        for case in cases if sizes.tiny else models.CASES:
+        for case in smoke if sizes.tiny else models.CASES:
             seconds = min(case.seconds, 0.05) if sizes.tiny else case.seconds
             batch = 1 if sizes.tiny else case.batch
             overrides = TINY_OVERRIDES.get(case.preset) if sizes.tiny else None

@@ -15,7 +15,9 @@
   in TUSS), separated in batches and overlap-added with a crossfade window normalised so that
   the windows covering any sample sum to exactly one: a model that returns its input gives
   back the input bit for bit;
-- prompts checked against the model's prompt table before any audio is touched.
+- prompts checked against the model's prompt table before any audio is touched;
+- recordings too long to hold separated as a stream (`Separator.separate_stream`): blocks in,
+  output blocks out as soon as they are final, exactly what `separate` gives on the whole.
 
 ```python
 sep = Separator.from_pretrained("ckpt/")               # GPU when available

@@ -105,18 +105,21 @@ def main() -> None:
         naive_max_m=4 if args.quick else 8,
         repeats=3 if args.quick else 10,
     )
-    header = ["method", "M", "candidates (N=2)", "wildsep fwd+bwd (ms)", "naive (ms)", "speed-up"]
-    table = markdown_table(header, rows)
-    print(table)
-    print("\n".join(verdicts))
+    body = section_body(rows, verdicts, length, args.device)
+    print(body)
     if not args.quick:
-        body = (
-            f"## MixIT loss (`benchmarks/losses.py`)\n\n"
-            f"B=4, N=2 mixtures, T={length} (10 s at 16 kHz), forward + backward, device "
-            f"`{args.device}`. Machine: {machine_description()}.\n\n{table}\n\n"
-            + "\n".join(f"- {v}" for v in verdicts)
-        )
         write_section(f"losses-{args.device}", body)
+
+
+def section_body(rows: list[list[str]], verdicts: list[str], length: int, device: str) -> str:
+    """The `losses-<device>` section of docs/benchmarks.md for `run`'s rows and verdicts."""
+    header = ["method", "M", "candidates (N=2)", "wildsep fwd+bwd (ms)", "naive (ms)", "speed-up"]
+    return (
+        f"## MixIT loss (`benchmarks/losses.py`)\n\n"
+        f"B=4, N=2 mixtures, T={length} ({length / 16000:g} s at 16 kHz), forward + backward,"
+        f" device `{device}`. Machine: {machine_description()}.\n\n"
+        f"{markdown_table(header, rows)}\n\n" + "\n".join(f"- {v}" for v in verdicts)
+    )
 
 
 if __name__ == "__main__":

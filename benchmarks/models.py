@@ -75,15 +75,25 @@ def _vm_kib(field: str) -> int:
 
 
 def run_case(
-    case: Case, device: str, dtype: str, compiled: bool, seconds: float, batch: int, repeats: int
+    case: Case,
+    device: str,
+    dtype: str,
+    compiled: bool,
+    seconds: float,
+    batch: int,
+    repeats: int,
+    overrides: dict[str, object] | None = None,
+    backend: str = "inductor",
 ) -> dict[str, float]:
-    """Time and peak memory of one case; runs inside a fresh worker process."""
+    """Time and peak memory of one case; runs inside a fresh worker process. `overrides`
+    change the preset's config (the GPU script's CPU smoke run shrinks the models), `backend`
+    is torch.compile's."""
     torch.manual_seed(0)
-    model = from_preset(case.preset).to(device)
+    model = from_preset(case.preset, **(overrides or {})).to(device)
     args = (model.prompt_ids(list(case.prompts)),) if isinstance(model, TUSS) else ()
     params = sum(p.numel() for p in model.parameters())
     if compiled:
-        model = torch.compile(model)
+        model = torch.compile(model, backend=backend)
     channels = getattr(model.config, "audio_channels", 1)  # Demucs: stereo, (B, 2, T)
     shape = (batch, channels) if channels > 1 else (batch,)
     mix = torch.randn(*shape, int(seconds * case.sample_rate), device=device)
@@ -201,6 +211,46 @@ def speedup(device: str, repeats: int) -> str:
     )
 
 
+def case_row(
+    case: Case, result: dict[str, float], dtype: str, compiled: bool, seconds: float, batch: int
+) -> list[str]:
+    """The table row of one measured case."""
+    return [
+        case.preset,
+        f"{batch} × {seconds:.3g} s @ {case.sample_rate / 1000:.3g} kHz"
+        + (" stereo" if result["channels"] == 2 else ""),
+        str(len(case.prompts) or "–"),
+        f"{dtype}, {'compiled' if compiled else 'eager'}",
+        f"{result['params'] / 1e6:.2f}M",
+        f"{result['seconds'] * 1e3:.0f}",
+        f"{result['peak_bytes'] / 2**20:.0f}",
+    ]
+
+
+def section_body(rows: list[list[str]], device: str, repeats: int, note: str = "") -> str:
+    """The `models-<device>` section of docs/benchmarks.md for `case_row` rows."""
+    cpu = device == "cpu"
+    memory = "CUDA max allocated" if not cpu else "peak RSS growth"
+    header = ["model", "input", "prompts", "mode", "params", "fwd+bwd (ms)", f"{memory} (MiB)"]
+    return "\n\n".join(
+        [
+            f"### Models: forward + backward ({device})",
+            f"Machine: {machine_description()}. Median of {repeats} runs after one warm-up;"
+            " one forward + backward of a mean-square loss per run, each case in a fresh process."
+            + (
+                " CPU inputs are shortened (×1/12 of the issue's lengths by default) with batch 1,"
+                " except the 10 s Demucs rows;"
+                " memory is the growth of the process's peak RSS over the first step (includes"
+                " allocator caching)."
+                if cpu
+                else " Memory is `torch.cuda.max_memory_allocated` minus weights and inputs."
+            )
+            + (f" {note}" if note else ""),
+            markdown_table(header, rows),
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -233,39 +283,10 @@ def main() -> None:
                 result = pool.submit(
                     run_case, case, args.device, dtype, compiled, seconds, batch, args.repeats
                 ).result()
-            mode = f"{dtype}, {'compiled' if compiled else 'eager'}"
-            rows.append(
-                [
-                    case.preset,
-                    f"{batch} × {seconds:.3g} s @ {case.sample_rate / 1000:.3g} kHz"
-                    + (" stereo" if result["channels"] == 2 else ""),
-                    str(len(case.prompts) or "–"),
-                    mode,
-                    f"{result['params'] / 1e6:.2f}M",
-                    f"{result['seconds'] * 1e3:.0f}",
-                    f"{result['peak_bytes'] / 2**20:.0f}",
-                ]
-            )
+            rows.append(case_row(case, result, dtype, compiled, seconds, batch))
             print(" | ".join(rows[-1]), flush=True)
 
-    memory = "CUDA max allocated" if not cpu else "peak RSS growth"
-    header = ["model", "input", "prompts", "mode", "params", "fwd+bwd (ms)", f"{memory} (MiB)"]
-    body = "\n\n".join(
-        [
-            f"### Models: forward + backward ({args.device})",
-            f"Machine: {machine_description()}. Median of {args.repeats} runs after one warm-up;"
-            " one forward + backward of a mean-square loss per run, each case in a fresh process."
-            + (
-                " CPU inputs are shortened (×1/12 of the issue's lengths by default) with batch 1,"
-                " except the 10 s Demucs rows;"
-                " memory is the growth of the process's peak RSS over the first step (includes"
-                " allocator caching)."
-                if cpu
-                else " Memory is `torch.cuda.max_memory_allocated` minus weights and inputs."
-            ),
-            markdown_table(header, rows),
-        ]
-    )
+    body = section_body(rows, args.device, args.repeats)
     print(body)
     if not args.no_write:
         write_section(f"models-{args.device}", body)

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 import torch
 from tqdm import tqdm
@@ -29,7 +28,7 @@ from tqdm import tqdm
 from wildsep import evaluate as evaluation
 from wildsep import hub, webdemo
 from wildsep import prepare as corpora
-from wildsep.data.audio_io import AUDIO_EXTENSIONS, read_audio
+from wildsep.data.audio_io import AUDIO_EXTENSIONS, open_audio_blocks, probe
 from wildsep.inference import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_SHIFT,
@@ -111,18 +110,74 @@ def plan_outputs(files: Sequence[InputFile], out_dir: Path, names: Sequence[str]
                 )
 
 
-def write_outputs(folder: Path, names: Sequence[str], stems: np.ndarray, rate: int) -> None:
-    """Write stems (K, C, T) as 32-bit float WAVs `folder/<name>.wav` (float: nothing clips).
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, innermost first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
-    Each file is written under a temporary name and renamed, so an interrupted run never leaves
-    a truncated WAV behind that looks finished.
+
+def separate_file(
+    separator: Separator,
+    source: Path,
+    folder: Path,
+    names: Sequence[str],
+    prompts: Sequence[str] | None,
+    progress: tqdm | None = None,
+) -> None:
+    """Separate `source` into `folder/<name>.wav`, streaming: read, separate, write.
+
+    The file is decoded block by block with `read_audio`'s checks, separated with
+    `Separator.separate_stream` and each output written as it comes, so memory does not grow
+    with the file's length. Outputs are 32-bit float WAVs (nothing clips) at the input's rate,
+    length and channels, written under temporary names and renamed at the end: an interrupted
+    run or a file found bad halfway (NaN samples, truncation) leaves nothing behind, not even
+    the folders it created. `progress` advances by the seconds of audio written.
     """
+    info, blocks = open_audio_blocks(source)
+    created = _missing_folders(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, stem in zip(names, stems, strict=True):
-        final = folder / f"{name}.wav"
-        partial = folder / f".{name}.wav.part"
-        sf.write(str(partial), stem.T, rate, subtype="FLOAT", format="WAV")
-        os.replace(partial, final)
+    partials = [folder / f".{name}.wav.part" for name in names]
+    writers: list[sf.SoundFile] = []
+    try:
+        for partial in partials:
+            writers.append(
+                sf.SoundFile(
+                    str(partial),
+                    "w",
+                    info.sample_rate,
+                    info.channels,
+                    subtype="FLOAT",
+                    format="WAV",
+                )
+            )
+        for stems in separator.separate_stream(blocks, info.sample_rate, prompts):
+            for writer, stem in zip(writers, stems, strict=True):
+                writer.write(stem.T)
+            if progress is not None:
+                progress.update(stems.shape[-1] / info.sample_rate)
+    except BaseException:
+        for writer in writers:
+            writer.close()
+        for partial in partials:
+            partial.unlink(missing_ok=True)
+        for empty in created:
+            empty.rmdir()
+        raise
+    for writer in writers:
+        writer.close()
+    for partial, name in zip(partials, names, strict=True):
+        os.replace(partial, folder / f"{name}.wav")
+
+
+def _seconds(path: Path) -> float:
+    """A file's duration from its header (0 when unreadable: it will be reported later)."""
+    try:
+        return probe(path).duration
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return 0.0
 
 
 def _error(message: str) -> None:
@@ -157,21 +212,23 @@ def separate_command(args: argparse.Namespace) -> int:
     for message in missing:
         _error(message)
     failed = 0
-    for f in tqdm(files, desc="separating", unit="file", disable=None):
-        try:
-            # The checks training data gets (truncated, corrupt, empty, non-finite): one line
-            # per bad file, nothing written for it, the others still separated.
-            audio, rate = read_audio(f.path)
-            stems = separator.separate(audio, rate, prompts)
-        except ValueError as err:
-            failed += 1
-            _error(f"{f.path}: {err}")
-            continue
-        except torch.OutOfMemoryError:
-            failed += 1
-            _error(f"{f.path}: out of memory; try --batch-size 1 or --device cpu")
-            continue
-        write_outputs(out_dir / f.out_subdir, names, stems, rate)
+    durations = [_seconds(f.path) for f in files]
+    # One bar over the seconds of audio of all the files: a one-hour file moves it too.
+    progress = tqdm(total=round(sum(durations), 1), desc="separating", unit="s", disable=None)
+    with progress:
+        for f, duration in zip(files, durations, strict=True):
+            start = progress.n
+            try:
+                # The checks training data gets (truncated, corrupt, empty, non-finite): one
+                # line per bad file, nothing written for it, the others still separated.
+                separate_file(separator, f.path, out_dir / f.out_subdir, names, prompts, progress)
+            except ValueError as err:
+                failed += 1
+                _error(f"{f.path}: {err}")
+            except torch.OutOfMemoryError:
+                failed += 1
+                _error(f"{f.path}: out of memory; try --batch-size 1 or --device cpu")
+            progress.update(start + duration - progress.n)  # float rounding, or a failed file
     print(f"separated {len(files) - failed} file(s) into {out_dir} ({', '.join(names)})")
     if failed or missing:
         _error(f"{failed + len(missing)} input(s) failed; see the messages above")

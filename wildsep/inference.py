@@ -15,7 +15,9 @@
   in TUSS), separated in batches and overlap-added with a crossfade window normalised so that
   the windows covering any sample sum to exactly one: a model that returns its input gives
   back the input bit for bit;
-- prompts checked against the model's prompt table before any audio is touched.
+- prompts checked against the model's prompt table before any audio is touched;
+- recordings too long to hold separated as a stream (`Separator.separate_stream`): blocks in,
+  output blocks out as soon as they are final, exactly what `separate` gives on the whole.
 
 ```python
 sep = Separator.from_pretrained("ckpt/")               # GPU when available
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from wildsep.data.audio_io import resample
+from wildsep.data.audio_io import StreamingResampler
 from wildsep.models.pretrained import CheckpointError as CheckpointError
 from wildsep.models.pretrained import load_pretrained
 
@@ -104,6 +106,94 @@ def _fold(frames: Tensor, shift: int, span: int) -> Tensor:
     return out.reshape(frames.shape[0], span)
 
 
+class StreamingOverlapAdd:
+    """`overlap_add` on a signal that arrives in blocks: output samples come out as soon as no
+    later chunk overlaps them, so memory is one call's chunks, whatever the signal's length.
+
+    Chunks are grouped `chunks_per_call` at a time from the first, exactly as `overlap_add`
+    groups them, and accumulated in float64 the same way, so the concatenated outputs are
+    `overlap_add` of the concatenated input, bit for bit (`overlap_add` is this class fed once).
+    Whether the signal is longer than one segment (chunked) or not (one call on the whole
+    signal, unpadded) is known once it has more than `segment` samples or has ended.
+    """
+
+    def __init__(self, fn: ChunkFn, segment: int, shift: int, chunks_per_call: int = 1) -> None:
+        self.fn, self.segment, self.shift = fn, segment, shift
+        self.chunks_per_call = chunks_per_call
+        self.window = crossfade_window(segment, shift)
+        self.received = 0  # input samples pushed so far
+        self.emitted = 0  # output samples returned so far
+        self._next_chunk = 0
+        self._buffer: Tensor | None = None  # (R, t) input from sample `self._offset` on
+        self._offset = 0
+        self._carry: tuple[Tensor, Tensor] | None = None  # (sum of weighted outputs, weights)
+
+    def push(self, x: Tensor) -> list[Tensor]:
+        """Add (R, t) input samples; returns the (R, K, t') outputs now final (maybe none)."""
+        self._buffer = x if self._buffer is None else torch.cat([self._buffer, x], -1)
+        self.received += x.shape[-1]
+        out = []
+        while True:
+            last = self._next_chunk + self.chunks_per_call
+            # A group runs once its last chunk is complete and the signal is surely chunked.
+            if self.received <= self.segment or self.received < (last - 1) * self.shift + (
+                self.segment
+            ):
+                return out
+            out.append(self._run_group(last, None))
+
+    def finish(self) -> list[Tensor]:
+        """The input has ended: the remaining (R, K, t') outputs, up to `received` samples."""
+        length = self.received
+        if self._buffer is None or length == 0:
+            raise ValueError("audio is empty")
+        if length <= self.segment:  # clone: the result must never alias the caller's audio
+            self.emitted = length
+            return [self.fn(self._buffer.clone())]
+        n = num_chunks(length, self.segment, self.shift)
+        needed = (n - 1) * self.shift + self.segment - self._offset
+        self._buffer = F.pad(self._buffer, (0, needed - self._buffer.shape[-1]))
+        out = []
+        while self._next_chunk < n:
+            out.append(self._run_group(min(n, self._next_chunk + self.chunks_per_call), length))
+        if self._carry is not None and self.emitted < length:  # a tail no chunk follows
+            acc, weight = self._carry
+            rest = length - self.emitted
+            rows = self._buffer.shape[0]
+            out.append((acc[:, :rest] / weight[:rest]).reshape(rows, -1, rest).float())
+            self.emitted = length
+        return out
+
+    def _run_group(self, last: int, length: int | None) -> Tensor:
+        """Chunks `_next_chunk` … `last − 1` through `fn`; returns the outputs they finalise.
+        `length` is the signal's length once it has ended (None while streaming)."""
+        first, segment, shift, window = self._next_chunk, self.segment, self.shift, self.window
+        assert self._buffer is not None
+        rows = self._buffer.shape[0]
+        g, start = last - first, first * shift
+        span = (g - 1) * shift + segment
+        local = start - self._offset
+        chunks = self._buffer[:, local : local + span].unfold(-1, segment, shift)  # (R, g, L)
+        y = self.fn(chunks.transpose(0, 1).reshape(g * rows, segment))  # (g·R, K, L)
+        k = y.shape[1]
+        y = y.reshape(g, rows, k, segment).double() * window
+        acc = _fold(y.permute(1, 2, 3, 0).reshape(rows * k, segment, g), shift, span)
+        weight = _fold(window.reshape(1, segment, 1).expand(1, segment, g), shift, span)[0]
+        if self._carry is not None:  # the tail of the previous call's last chunk overlaps
+            acc[:, : self._carry[1].numel()] += self._carry[0]
+            weight[: self._carry[1].numel()] += self._carry[1]
+        # Samples before the next call's first chunk get no more contributions: final.
+        final_group = length is not None and last == num_chunks(length, segment, shift)
+        done = span if final_group else last * shift - start
+        end = start + done if length is None else min(start + done, length)
+        final = (acc[:, : end - start] / weight[: end - start]).reshape(rows, k, -1).float()
+        self._carry = None if final_group else (acc[:, done:], weight[done:])
+        self._next_chunk, self.emitted = last, end
+        self._buffer = self._buffer[:, last * shift - self._offset :]
+        self._offset = last * shift
+        return final
+
+
 def overlap_add(
     x: Tensor, fn: ChunkFn, segment: int, shift: int, chunks_per_call: int = 1
 ) -> Tensor:
@@ -122,37 +212,17 @@ def overlap_add(
     Returns:
         (R, K, T) float32. Accumulation runs in float64 over a sliding span, so memory beyond
         the output is bounded by one call's chunks, and identity models reconstruct exactly.
+        `StreamingOverlapAdd` does the same on a signal that arrives in blocks.
     """
-    rows, length = x.shape
-    if length <= segment:
-        return fn(x.clone())  # clone: the result must never alias the caller's audio
-    n = num_chunks(length, segment, shift)
-    padded = F.pad(x, (0, (n - 1) * shift + segment - length))
-    window = crossfade_window(segment, shift)
-    out: Tensor | None = None
-    carry: tuple[Tensor, Tensor] | None = None  # (sum of weighted outputs, sum of weights)
-    for first in range(0, n, chunks_per_call):
-        last = min(n, first + chunks_per_call)
-        g, start = last - first, first * shift
-        span = (g - 1) * shift + segment
-        chunks = padded[:, start : start + span].unfold(-1, segment, shift)  # (R, g, L)
-        y = fn(chunks.transpose(0, 1).reshape(g * rows, segment))  # (g·R, K, L)
-        k = y.shape[1]
-        y = y.reshape(g, rows, k, segment).double() * window
-        acc = _fold(y.permute(1, 2, 3, 0).reshape(rows * k, segment, g), shift, span)
-        weight = _fold(window.reshape(1, segment, 1).expand(1, segment, g), shift, span)[0]
-        if carry is not None:  # the tail of the previous call's last chunk overlaps this span
-            acc[:, : carry[1].numel()] += carry[0]
-            weight[: carry[1].numel()] += carry[1]
-        # Samples before the next call's first chunk get no more contributions: final.
-        done = last * shift - start if last < n else span
-        if out is None:
-            out = torch.empty(rows, k, length, dtype=torch.float32)
-        end = min(start + done, length)
-        final = acc[:, : end - start] / weight[: end - start]
-        out[:, :, start:end] = final.reshape(rows, k, -1).float()
-        carry = (acc[:, done:], weight[done:])
-    assert out is not None
+    stream = StreamingOverlapAdd(fn, segment, shift, chunks_per_call)
+    parts = stream.push(x) + stream.finish()
+    if len(parts) == 1:
+        return parts[0]
+    out = torch.empty(x.shape[0], parts[0].shape[1], x.shape[-1], dtype=torch.float32)
+    position = 0
+    for part in parts:
+        out[..., position : position + part.shape[-1]] = part
+        position += part.shape[-1]
     return out
 
 
@@ -351,28 +421,12 @@ class Separator:
             y = y.transpose(1, 2).flatten(0, 1)  # (g, K, C, L) → (g·C, K, L)
         return y.float().cpu()
 
-    def _separate_rows(self, x: Tensor, prompts: list[str] | None) -> Tensor:
-        """(R, T) rows at the model's rate → (R, K, T): chunked, averaged over the shifts."""
-        chunks_per_call = max(1, self.batch_size // x.shape[0])
-
-        def separate(rows: Tensor) -> Tensor:
-            return overlap_add(
-                rows,
-                lambda chunks: self._forward(chunks, prompts),
-                self.segment,
-                self.shift,
-                chunks_per_call,
+    def _check_channels(self, channels: int) -> None:
+        if self.channels > 1 and channels not in (1, self.channels):
+            raise ValueError(
+                f"this {type(self.model).__name__} separates {self.channels}-channel audio "
+                f"(or mono, duplicated); got {channels} channels"
             )
-
-        if not self.shift_offsets:
-            return separate(x)
-        length, longest = x.shape[-1], max(self.shift_offsets)
-        # K passes over the whole recording, each delayed by its offset; summed as they come.
-        total = sum(
-            separate(F.pad(x, (offset, longest - offset)))[..., offset : offset + length].double()
-            for offset in self.shift_offsets
-        )
-        return (total / len(self.shift_offsets)).float()
 
     def separate(
         self, audio: Audio, sample_rate: int, prompts: Sequence[str] | None = None
@@ -391,20 +445,149 @@ class Separator:
         """
         checked = self.check_prompts(prompts)
         x = _as_channels_first(audio)
-        channels, length = x.shape
-        if self.channels > 1 and channels not in (1, self.channels):
-            raise ValueError(
-                f"this {type(self.model).__name__} separates {self.channels}-channel audio "
-                f"(or mono, duplicated); got {channels} channels"
-            )
-        at_model_rate = np.ascontiguousarray(resample(x, sample_rate, self.sample_rate))
-        rows = torch.from_numpy(at_model_rate)
-        if self.channels > 1 and channels == 1:
-            rows = rows.repeat(self.channels, 1)
-        with torch.inference_mode():
-            y = self._separate_rows(rows, checked)  # (C, K, T_model)
-        if self.channels > 1 and channels == 1:
-            y = y.mean(0, keepdim=True)  # back to the recording's one channel
-        y = resample(y.transpose(0, 1).numpy(), self.sample_rate, sample_rate)
-        y = np.ascontiguousarray(_fit_length(y, length), dtype=np.float32)
+        self._check_channels(x.shape[0])
+        stream = _RecordingStream(self, sample_rate, x.shape[0], checked)
+        parts = stream.push(x) + stream.finish()
+        y = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+        y = np.ascontiguousarray(y, dtype=np.float32)
         return torch.from_numpy(y).to(audio.device) if isinstance(audio, Tensor) else y
+
+    def separate_stream(
+        self, blocks: Iterable[Audio], sample_rate: int, prompts: Sequence[str] | None = None
+    ) -> Iterator[np.ndarray]:
+        """Separate one recording that arrives as consecutive blocks, in bounded memory.
+
+        Args:
+            blocks: (C, t) or (t,) floating-point blocks of one recording, any sizes (the
+                channel count of the first holds for all); e.g. `open_audio_blocks`'s.
+            sample_rate, prompts: as for `separate`; prompts are checked before any block
+                is read.
+        Yields:
+            (K, C, t') float32 NumPy blocks at `sample_rate`. Concatenated, they are exactly
+            what `separate` returns for the concatenated blocks: the same chunks in the same
+            batches, and soxr's streaming resampler is its one-shot one. Memory is a few
+            batches of chunks, whatever the recording's length.
+        """
+        checked = self.check_prompts(prompts)
+        stream: _RecordingStream | None = None
+        for block in blocks:
+            if block.shape[-1] == 0:
+                continue
+            x = _as_channels_first(block)
+            if stream is None:
+                self._check_channels(x.shape[0])
+                stream = _RecordingStream(self, sample_rate, x.shape[0], checked)
+            elif x.shape[0] != stream.channels:
+                raise ValueError(
+                    f"a block has {x.shape[0]} channels, the recording {stream.channels}"
+                )
+            yield from stream.push(x)
+        if stream is None:
+            raise ValueError("audio is empty")
+        yield from stream.finish()
+
+
+class _RecordingStream:
+    """One recording through a `Separator`, block by block: resampled to the model's rate,
+    chunked and overlap-added (one pass per test-time shift, each delayed by its offset, then
+    averaged), a duplicated mono channel folded back, resampled to the recording's rate and
+    cut to its length. Every stage holds only the samples it still needs."""
+
+    def __init__(
+        self, separator: Separator, sample_rate: int, channels: int, prompts: list[str] | None
+    ) -> None:
+        sep = self.sep = separator
+        self.sample_rate, self.channels = sample_rate, channels
+        self.duplicate = sep.channels > 1 and channels == 1  # mono into a multichannel model
+        self.rows = sep.channels if self.duplicate else channels
+        self.to_model = StreamingResampler(sample_rate, sep.sample_rate, channels)
+        self.from_model: StreamingResampler | None = None  # needs K: made at the first output
+        self.offsets = sep.shift_offsets or [0]
+        chunks_per_call = max(1, sep.batch_size // self.rows)
+
+        def forward(chunks: Tensor) -> Tensor:
+            return sep._forward(chunks, prompts)
+
+        self.passes = [
+            StreamingOverlapAdd(forward, sep.segment, sep.shift, chunks_per_call)
+            for _ in self.offsets
+        ]
+        # Each pass's outputs not yet averaged with the others', and its leading samples (its
+        # delay) still to drop.
+        self.pending: list[Tensor | None] = [None] * len(self.offsets)
+        self.skip = list(self.offsets)
+        self.model_frames = 0  # model-rate output samples averaged so far
+        self.frames_out = 0
+        self._delay_passes()
+
+    def _delay_passes(self) -> None:
+        with torch.inference_mode():
+            for i, offset in enumerate(self.offsets):
+                if offset:
+                    self._queue(i, self.passes[i].push(torch.zeros(self.rows, offset)))
+
+    def push(self, x: np.ndarray) -> list[np.ndarray]:
+        """(C, t) float32 at the recording's rate → the (K, C, t') outputs now final."""
+        return self._run(self.to_model.push(x), ended=False)
+
+    def finish(self) -> list[np.ndarray]:
+        """The rest of the outputs, up to the recording's length."""
+        return self._run(self.to_model.finish(), ended=True)
+
+    def _queue(self, i: int, parts: list[Tensor]) -> None:
+        if not parts:
+            return
+        previous = self.pending[i]
+        joined = torch.cat(([previous] if previous is not None else []) + parts, -1)
+        drop = min(self.skip[i], joined.shape[-1])
+        self.skip[i] -= drop
+        self.pending[i] = joined[..., drop:]
+
+    def _run(self, at_model_rate: np.ndarray, ended: bool) -> list[np.ndarray]:
+        rows = torch.from_numpy(np.ascontiguousarray(at_model_rate))
+        if self.duplicate:
+            rows = rows.repeat(self.sep.channels, 1)
+        longest = max(self.offsets)
+        with torch.inference_mode():
+            for i, stream in enumerate(self.passes):
+                parts = stream.push(rows) if rows.shape[-1] else []
+                if ended:
+                    if longest > self.offsets[i]:  # every pass ends as long as the longest
+                        parts += stream.push(torch.zeros(self.rows, longest - self.offsets[i]))
+                    parts += stream.finish()
+                self._queue(i, parts)
+            y = self._average(ended)
+        return [] if y is None else self._to_recording(y, ended)
+
+    def _average(self, ended: bool) -> Tensor | None:
+        """(R, K, t) model-rate outputs ready in every pass, averaged over the passes."""
+        if any(p is None for p in self.pending):
+            return None
+        ready = min(p.shape[-1] for p in self.pending)  # type: ignore[union-attr]
+        if ended:  # the passes' zero-padded ends are not part of the recording
+            ready = min(ready, self.to_model.frames_out - self.model_frames)
+        taken = [p[..., :ready] for p in self.pending]  # type: ignore[index]
+        self.pending = [p[..., ready:] for p in self.pending]  # type: ignore[index]
+        self.model_frames += ready
+        if len(taken) == 1:
+            y = taken[0]
+        else:
+            y = (sum(t.double() for t in taken) / len(taken)).float()
+        return y.mean(0, keepdim=True) if self.duplicate else y
+
+    def _to_recording(self, y: Tensor, ended: bool) -> list[np.ndarray]:
+        """(C, K, t) at the model's rate → [(K, C, t')] at the recording's, cut to its length."""
+        k = y.shape[1]
+        flat = y.transpose(0, 1).reshape(k * self.channels, -1).numpy()
+        if self.from_model is None:
+            self.from_model = StreamingResampler(self.sep.sample_rate, self.sample_rate, len(flat))
+        out = self.from_model.push(flat)
+        if ended:
+            out = np.concatenate([out, self.from_model.finish()], axis=-1)
+        out = out[:, : max(0, self.to_model.frames_in - self.frames_out)]
+        if ended:  # resampling there and back may come out one sample short
+            out = _fit_length(out, self.to_model.frames_in - self.frames_out)
+        self.frames_out += out.shape[-1]
+        if out.shape[-1] == 0:
+            return []
+        return [np.ascontiguousarray(out.reshape(k, self.channels, -1), dtype=np.float32)]

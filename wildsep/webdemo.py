@@ -49,7 +49,7 @@ def spectrogram_image(audio: np.ndarray, sample_rate: int, max_frames: int = 100
 
 def read_upload(path: str | None, max_seconds: float) -> tuple[np.ndarray, int]:
     """An uploaded or recorded file as (C, T) float32 and its rate; ValueError with a reason."""
-    from wildsep.cli import read_audio
+    from wildsep.data.audio_io import read_audio
 
     if not path:
         raise ValueError("upload or record a mixture first")

@@ -190,6 +190,20 @@ def check_audio_file(
     return FileCheck(path, info=info, peak_db=peak_db, rms_db=rms_db)
 
 
+def open_audio_blocks(
+    path: str | os.PathLike,
+) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+    """A file's header, checked now, and its samples as float32 (C, t) blocks, decoded lazily.
+
+    The checks are `read_audio`'s: a bad header raises `AudioFileError` here, a problem found
+    while decoding (non-finite samples, truncation, corruption) when the iterator reaches it.
+    Memory is one block (65536 frames) whatever the file's length.
+    """
+    path = str(path)
+    info = _checked_header(path)
+    return info, (block.T for block in _decoded_blocks(path, info))
+
+
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """A whole file as float32 (C, T) and its sample rate, checked as training audio is.
 
@@ -243,6 +257,49 @@ def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     # gives it the samples it would otherwise drop, so the length convention is ceil.
     padded = np.pad(rows, ((0, 0), (0, down)))
     return _soxr(padded, orig_sr, target_sr)[:, :length].reshape(*lead, length)
+
+
+class StreamingResampler:
+    """`resample` over a stream of (N, t) blocks at a time, in bounded memory.
+
+    The outputs of `push` and `finish`, concatenated, are `resample` of the concatenated input,
+    bit for bit: soxr's stream and one-shot calls run the same filter, and `finish` flushes it
+    with the same block of zeros `resample` appends, cutting to the same ceil length.
+    """
+
+    def __init__(self, orig_sr: int, target_sr: int, channels: int) -> None:
+        self.up, self.down = _ratio(orig_sr, target_sr)
+        self.channels = channels
+        self.frames_in = 0
+        self.frames_out = 0
+        self._stream = (
+            None
+            if orig_sr == target_sr
+            else soxr.ResampleStream(
+                orig_sr, target_sr, channels, dtype="float32", quality=SOXR_QUALITY
+            )
+        )
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """(N, t) input frames → (N, t') output frames ready so far (t' may be 0)."""
+        self.frames_in += x.shape[-1]
+        if self._stream is None:
+            y = x
+        else:
+            y = self._stream.resample_chunk(np.ascontiguousarray(x.T, dtype=np.float32)).T
+        self.frames_out += y.shape[-1]
+        return y
+
+    def finish(self) -> np.ndarray:
+        """(N, t'') the last output frames: the total is ceil(frames_in · target / orig)."""
+        if self._stream is None:
+            return np.zeros((self.channels, 0), dtype=np.float32)
+        tail = np.zeros((self.down, self.channels), dtype=np.float32)
+        y = self._stream.resample_chunk(tail, last=True).T
+        length = math.ceil(self.frames_in * self.up / self.down)
+        y = y[:, : max(0, length - self.frames_out)]
+        self.frames_out += y.shape[-1]
+        return y
 
 
 @lru_cache(maxsize=64)

@@ -116,6 +116,8 @@ def run(
         ("backbone-medium (48 kHz)", "backbone-medium", {}, []),
     ]
     rows = []
+    if tmp_root is not None:
+        tmp_root.mkdir(parents=True, exist_ok=True)  # a folder on a big disk, made if new
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         work = Path(tmp)
         for name, preset, overrides, prompts in cases:

@@ -19,7 +19,7 @@ ACTIVE_RMS = 1e-8  # a reference is active above this RMS (silent slots are not 
 
 
 def active_references(refs: Tensor) -> Tensor:
-    """(N, T) → (N,) bool: references with RMS above `ACTIVE_RMS`."""
+    """(..., T) → (...) bool: references with RMS above `ACTIVE_RMS`."""
     return refs.float().pow(2).mean(-1).sqrt() > ACTIVE_RMS
 
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from losses import PITResult, pit, tuss_loss
 from wildsep.engine import Objective
 from wildsep.engine.trainer import Batch, BatchSource
+from wildsep.metrics import active_references
 from wildsep.objectives.mixit import MixITObjective, MixITObjectiveConfig
 from wildsep.objectives.semisup import interleave_batches
 
@@ -67,12 +68,6 @@ def supervised_pit(
     return result, padded
 
 
-def active_mask(references: Tensor, active_rms: float = 1e-8) -> Tensor:
-    """(B, N, [C,] T) → (B, N) bool: references with RMS above `active_rms` (over channels)."""
-    flat = references.float().flatten(2)
-    return flat.pow(2).mean(-1) > active_rms**2
-
-
 class SupervisedObjective(Objective):
     """PIT over the M outputs against the N references padded with silence.
 
@@ -102,7 +97,7 @@ class SupervisedObjective(Objective):
         with torch.no_grad():
             values = self.loss_fn(result.est, references, mixture.unsqueeze(1))  # (B, M, ...)
             values = values.flatten(2).mean(-1) if values.dim() > 2 else values
-            active = active_mask(references)
+            active = active_references(references.flatten(2))  # RMS over channels
             if active.any():
                 terms["supervised_active"] = values[active].mean()
             if (~active).any():

@@ -22,6 +22,8 @@ SCHEMAS = {
     "demo_presence.yaml": PresenceRecipeConfig,
     "demo_semisup.yaml": FinetuneConfig,
     "realaudio/pretrain.yaml": PretrainConfig,
+    "realaudio/gass.yaml": PretrainConfig,
+    "realaudio/semisup_mixit.yaml": PretrainConfig,
     "realaudio/classifier.yaml": PresenceRecipeConfig,
     "realaudio/tuss.yaml": FinetuneConfig,
 }

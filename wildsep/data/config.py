@@ -238,11 +238,10 @@ class DynamicMixingConfig:
     """Classes that may be built on the fly; None = sfxbg from sfx, musicbg from stems."""
     items_per_epoch: int = 10000
     """Virtual epoch length (examples per epoch over all ranks)."""
-    level: str = "rms"
-    """What unit level means before the per-class gain: 'rms' over the whole crop, or
-    'active_rms' over the source's active part only (its frames within `active_db` of its
-    loudest), as real mixtures are leveled: a short event is not boosted by the silence
-    around it."""
+    level: str = "active_rms"
+    """What unit level means before the per-class gain: 'active_rms' over the source's active
+    part only (its frames within `active_db` of its loudest), as real mixtures are leveled, so
+    a short event is not boosted by the silence around it; or 'rms' over the whole crop."""
     active_db: float = -40.0
     """Frames (20 ms) quieter than the loudest by more than this are inactive ('active_rms')."""
     partial_prob: dict[str, float] = field(default_factory=dict)

@@ -172,6 +172,14 @@ def stems_settings(config: PretrainConfig):
     return next((s.stems for s in config.stages if s.objective == ObjectiveKind.stems), None)
 
 
+def output_names(config: PretrainConfig, model) -> list[str]:
+    """What the model's outputs are: its own `sources` (a Demucs), else the stems of the
+    first stems stage, else nothing (anonymous outputs)."""
+    names = list(getattr(model.config, "sources", ()) or ())
+    stems = stems_settings(config)
+    return names or (list(stems.stems) if stems is not None else [])
+
+
 def supervised_settings(config: PretrainConfig):
     """The supervised loss settings of the first stage that has one (defaults otherwise): what
     validation scores labeled examples with."""
@@ -279,6 +287,7 @@ def main(argv: list[str] | None = None) -> Path:
         rank=rank,
         world_size=world_size,
         pools=pools,
+        outputs=output_names(config, model),
     )
     validate = build_validation(config, index, pools) if accelerator.is_main_process else None
     trainer = Trainer(

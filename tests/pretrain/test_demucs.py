@@ -226,3 +226,14 @@ def test_named_remix_assignment_needs_every_mined_class_to_name_an_output(tmp_pa
         with_remix_batches(
             config, data, [], lambda p: iter(()), conditional=False, outputs=["vocals", "drums"]
         )
+
+
+def test_a_tuple_in_the_config_equals_the_list_its_yaml_holds():
+    """The stems are a tuple in StemsObjectiveConfig and a list in the saved config.yaml: a
+    resumed run must not see that as a changed setting, but a changed stem is one."""
+    from wildsep.engine import config_changes
+
+    assert config_changes({"stems": ["drums", "bass"]}, {"stems": ("drums", "bass")}) == {}
+    assert config_changes({"stems": ["drums", "bass"]}, {"stems": ("drums", "other")}) == {
+        "stems.1": ("bass", "other")
+    }

@@ -14,6 +14,7 @@ from wildsep.objectives import (
     RemixingObjectiveConfig,
     SemiSupConfig,
     SemiSupMixITConfig,
+    StemsObjectiveConfig,
     SupervisedObjectiveConfig,
 )
 
@@ -32,10 +33,12 @@ class ObjectiveKind(str, Enum):
     remixing = "remixing"  # single mixtures of the unlabeled corpus
     supervised = "supervised"  # dynamic mixtures of the labeled pools (GASS)
     semisup_mixit = "semisup_mixit"  # both: supervised and MoM batches (MixIT paper)
+    # fixed stems, output s = stem s (Demucs): a folder of tracks (data.stems) or the pools
+    stems = "stems"
 
     @property
     def reads_corpus(self) -> bool:
-        return self != ObjectiveKind.supervised
+        return self not in (ObjectiveKind.supervised, ObjectiveKind.stems)
 
     @property
     def reads_pools(self) -> bool:
@@ -52,6 +55,7 @@ class StageConfig:
     supervised: SupervisedObjectiveConfig = field(default_factory=SupervisedObjectiveConfig)
     # semisup_mixit: how supervised batches (`supervised`) and MoM batches (`mixit`) combine
     semisup_mixit: SemiSupMixITConfig = field(default_factory=SemiSupMixITConfig)
+    stems: StemsObjectiveConfig = field(default_factory=StemsObjectiveConfig)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -67,6 +71,10 @@ class ValidationConfig:
     # batches, drawn with `seed`) for the supervised loss: from `pools` (a folder of class
     # folders, or a manifest read with data.pools' settings) if set, else the training pools.
     pools: str | None = None
+    # Stems stages get held-out batches of stems (the same number, drawn with `seed`) for the
+    # per-stem loss, SNR, SI-SNR and BSS-eval SDR: from `stems` (a folder of tracks in the
+    # data.stems layout, e.g. MUSDB18-HQ's test/) if set, else the training stems' source.
+    stems: str | None = None
     mom_batches: int = 4
     seed: int = 1_000_003
     # A labeled validation set (JSON-lines manifest, see docs/data.md) for SI-SNRi (overall,
@@ -96,6 +104,48 @@ class PretrainConfig:
     semisup: SemiSupConfig = field(default_factory=SemiSupConfig)
 
 
+def reads_pools(config: PretrainConfig) -> bool:
+    """Whether a stage reads the labeled pools: supervised and semi-supervised MixIT stages,
+    and stems stages when no folder of tracks (data.stems.source) is given."""
+    kinds = {stage.objective for stage in config.stages}
+    stems_from_pools = ObjectiveKind.stems in kinds and not config.data.stems.source
+    return stems_from_pools or any(kind.reads_pools for kind in kinds)
+
+
+def check_model_fits_data(config: PretrainConfig, model) -> None:  # model: the preset config
+    """The model separates the clips' channels (a stereo Demucs: data.clips.channels=stereo)
+    and, in stems stages, has one output per stem in the stems' order."""
+    channels = int(getattr(model, "audio_channels", 1))
+    clips = config.data.clips
+    if channels != clips.num_channels:
+        raise ConfigError(
+            f"the model takes {channels}-channel audio but data.clips.channels={clips.channels} "
+            f"gives {clips.num_channels}: set data.clips.channels="
+            f"{'stereo' if channels == 2 else 'mono'} or model.overrides.audio_channels="
+            f"{clips.num_channels}"
+        )
+    if channels > 1 and (config.validation.manifest or config.validation.single_manifest):
+        raise ConfigError(
+            "validation.manifest / single_manifest are scored on mono mixtures but the model is "
+            f"{channels}-channel: set them to null (stems and MoM validation work in stereo)"
+        )
+    for i, stage in enumerate(config.stages):
+        if stage.objective != ObjectiveKind.stems:
+            continue
+        stems, where = list(stage.stems.stems), f"stages.{i} ({stage.name})"
+        if model.n_outputs != len(stems):
+            raise ConfigError(
+                f"{where}: {len(stems)} stems {stems} but the model has {model.n_outputs} "
+                f"outputs: set model.overrides.n_outputs={len(stems)}"
+            )
+        names = list(getattr(model, "sources", ()) or ())
+        if names and names != stems:
+            raise ConfigError(
+                f"{where}: the model names its outputs {names} but the stage trains them as "
+                f"{stems}: set model.overrides.sources to the stems in that order"
+            )
+
+
 def check_stages(config: PretrainConfig) -> None:
     """Refuse, at start, a curriculum whose later stages could not run (hours in otherwise):
     a remixing stage needs K ≤ M sources and, with the constrained shuffle, a per-process
@@ -104,8 +154,9 @@ def check_stages(config: PretrainConfig) -> None:
 
     if not config.stages:
         raise ConfigError("stages is empty: the curriculum needs at least one stage")
-    outputs = preset_config(config.model.preset, **config.model.overrides).n_outputs
-    batch = config.data.batch_size
+    model = preset_config(config.model.preset, **config.model.overrides)
+    outputs, batch = model.n_outputs, config.data.batch_size
+    check_model_fits_data(config, model)
     check_data_sources(config, outputs)
     for i, stage in enumerate(config.stages):
         uses_mixit = stage.objective in (ObjectiveKind.mixit, ObjectiveKind.semisup_mixit)
@@ -134,12 +185,14 @@ def check_data_sources(config: PretrainConfig, outputs: int) -> None:
     model has outputs; stages that read the unlabeled corpus have it."""
     kinds = {stage.objective for stage in config.stages}
     names = ", ".join(sorted(k.value for k in kinds))
-    if any(k.reads_pools for k in kinds):
+    if reads_pools(config):
         if not config.data.pools.source:
             raise ConfigError(
                 f"stages ({names}) read labeled pools: set data.pools.source (class folders, "
-                "or a manifest with data.pools.class_column), see docs/data.md"
+                "or a manifest with data.pools.class_column; stems stages may read a folder of "
+                "tracks, data.stems.source, instead), see docs/data.md"
             )
+    if any(k.reads_pools for k in kinds):
         most = max(config.data.dynamic_mixing.num_sources)
         if most > outputs:
             raise ConfigError(

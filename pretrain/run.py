@@ -20,7 +20,13 @@ import shutil
 from pathlib import Path
 
 from losses import tuss_loss
-from pretrain.config import ObjectiveKind, PretrainConfig, StageConfig, check_stages
+from pretrain.config import (
+    ObjectiveKind,
+    PretrainConfig,
+    StageConfig,
+    check_stages,
+    reads_pools,
+)
 from wildsep.config import ConfigError, load_config
 from wildsep.data import (
     EvalSetDataset,
@@ -28,6 +34,7 @@ from wildsep.data import (
     build_dynamic_mixing_loader,
     build_mixit_loader,
     build_mixture_loader,
+    build_stems_loader,
 )
 from wildsep.engine import (
     Objective,
@@ -49,6 +56,7 @@ from wildsep.objectives import (
     RemixingObjective,
     SemiSupervisedMixIT,
     SemiSupMode,
+    StemsObjective,
     SupervisedObjective,
     semisup_mixit_batches,
     with_remix_batches,
@@ -70,6 +78,8 @@ def build_objective(stage: StageConfig, model) -> Objective:
         return SupervisedObjective(stage.supervised)
     if stage.objective == ObjectiveKind.semisup_mixit:
         return SemiSupervisedMixIT(stage.semisup_mixit, stage.mixit, stage.supervised)
+    if stage.objective == ObjectiveKind.stems:
+        return StemsObjective(stage.stems)
     return RemixingObjective(stage.remixing, model)
 
 
@@ -95,6 +105,19 @@ def labeled_batches(data, index, pools, rank: int, world_size: int) -> BatchSour
     return positioned_batches(loader, sampler)
 
 
+def stems_batches(stems: tuple[str, ...]):
+    """Mixtures of the S `stems` with their references in that order, from a folder of
+    tracks (data.stems.source) or the labeled pools, each stem class once (fixed-stem stage)."""
+
+    def read(data, index, pools, rank: int, world_size: int) -> BatchSource:
+        loader, sampler = build_stems_loader(
+            data, stems, rank=rank, world_size=world_size, pools=pools
+        )
+        return positioned_batches(loader, sampler)
+
+    return read
+
+
 # What each stage's objective separates: MixIT a mixture of two mixtures, Self-Remixing and
 # RemixIT single in-the-wild mixtures (reference §4), the supervised objective dynamic
 # mixtures of labeled sources; semi-supervised MixIT reads both MoMs and labeled mixtures.
@@ -115,12 +138,15 @@ def training_batches(
     data = config.data
     sources: dict = {}  # each kind of data is read by one loader, shared by the stages
 
-    def read(kind) -> BatchSource:
-        if kind not in sources:
-            sources[kind] = kind(data, index, pools, rank, world_size)
-        return sources[kind]
+    def read(kind, key=None) -> BatchSource:
+        key = key or kind
+        if key not in sources:
+            sources[key] = kind(data, index, pools, rank, world_size)
+        return sources[key]
 
     def stage_source(stage: StageConfig) -> BatchSource:
+        if stage.objective == ObjectiveKind.stems:  # the stems' order is the stage's
+            return read(stems_batches(stage.stems.stems), key=stage.stems.stems)
         if stage.objective != ObjectiveKind.semisup_mixit:
             return read(STAGE_LOADERS[stage.objective][0])
         mom, labeled = (read(kind) for kind in STAGE_LOADERS[stage.objective])
@@ -140,6 +166,20 @@ def training_batches(
     return augmented_batches(batches, data, rank)
 
 
+def stems_settings(config: PretrainConfig):
+    """The stems and loss of the first stems stage (None when the run has none): what the
+    held-out stems batches are scored with."""
+    return next((s.stems for s in config.stages if s.objective == ObjectiveKind.stems), None)
+
+
+def output_names(config: PretrainConfig, model) -> list[str]:
+    """What the model's outputs are: its own `sources` (a Demucs), else the stems of the
+    first stems stage, else nothing (anonymous outputs)."""
+    names = list(getattr(model.config, "sources", ()) or ())
+    stems = stems_settings(config)
+    return names or (list(stems.stems) if stems is not None else [])
+
+
 def supervised_settings(config: PretrainConfig):
     """The supervised loss settings of the first stage that has one (defaults otherwise): what
     validation scores labeled examples with."""
@@ -152,7 +192,9 @@ def supervised_settings(config: PretrainConfig):
 def build_validation(config: PretrainConfig, index, pools=None) -> UnconditionalValidation:
     """Held-out MoMs (from `validation.corpus`, else the training corpus; none when the run
     reads no unlabeled corpus), held-out dynamic mixtures (from `validation.pools`, else the
-    training pools, when a stage reads pools) and the labeled examples of the manifests."""
+    training pools, when a stage reads pools), held-out stems (from `validation.stems`, else
+    the training stems, when a stage trains fixed stems) and the labeled examples of the
+    manifests."""
     v, data = config.validation, copy.deepcopy(config.data)
     data.seed, data.num_workers = v.seed, 0
     data.mixit.silent_prob = 0.0  # MoMi is defined on two real mixtures
@@ -169,6 +211,14 @@ def build_validation(config: PretrainConfig, index, pools=None) -> Unconditional
             data.pools.source, pools = v.pools, None
         loader, _ = build_dynamic_mixing_loader(data, pools=pools)
         mixing_batches = [batch for batch, _ in zip(loader, range(v.mom_batches), strict=False)]
+    stems, stem_batches = stems_settings(config), []
+    if stems is not None:
+        if v.stems:
+            data.stems.source = v.stems
+        elif v.pools and not data.stems.source:
+            data.pools.source, pools = v.pools, None
+        loader, _ = build_stems_loader(data, stems.stems, pools=pools)
+        stem_batches = [batch for batch, _ in zip(loader, range(v.mom_batches), strict=False)]
     labeled = []
     for manifest in filter(None, (v.manifest, v.single_manifest)):
         examples = EvalSetDataset(manifest, data.clips.sample_rate)
@@ -183,7 +233,14 @@ def build_validation(config: PretrainConfig, index, pools=None) -> Unconditional
         tuss_loss, snr_max=settings.snr_max, zero_ref_weight=settings.zero_ref_weight
     )
     return UnconditionalValidation(
-        mom_batches, labeled, v.audio_examples, mixing_batches=mixing_batches, loss_fn=loss_fn
+        mom_batches,
+        labeled,
+        v.audio_examples,
+        mixing_batches=mixing_batches,
+        loss_fn=loss_fn,
+        stem_batches=stem_batches,
+        stems=stems,
+        sample_rate=config.data.clips.sample_rate,
     )
 
 
@@ -213,7 +270,7 @@ def main(argv: list[str] | None = None) -> Path:
     with accelerator.main_process_first():  # index once; the other processes read the cache
         if any(kind.reads_corpus for kind in kinds):
             index = build_corpus_index(config.data.corpus)
-        if any(kind.reads_pools for kind in kinds) or config.semisup.enabled:
+        if reads_pools(config) or config.semisup.enabled:
             pools = build_corpus_index(config.data.pools)
     if index is not None:
         keep_skip_report(index, run_dir, accelerator.is_main_process)
@@ -230,6 +287,7 @@ def main(argv: list[str] | None = None) -> Path:
         rank=rank,
         world_size=world_size,
         pools=pools,
+        outputs=output_names(config, model),
     )
     validate = build_validation(config, index, pools) if accelerator.is_main_process else None
     trainer = Trainer(

@@ -17,6 +17,8 @@ SCHEMAS = {
     "gass.yaml": PretrainConfig,
     "demo_gass.yaml": PretrainConfig,
     "demo_semisup_mixit.yaml": PretrainConfig,
+    "demo_demucs.yaml": PretrainConfig,
+    "demucs_musdb.yaml": PretrainConfig,
     "demo_tuss.yaml": FinetuneConfig,
     "tuss_medium.yaml": FinetuneConfig,
     "demo_presence.yaml": PresenceRecipeConfig,
@@ -133,3 +135,19 @@ def test_command_line_no_yes_on_off_are_strings_for_choices_and_booleans_for_fla
     )
     assert config.train.precision.value == "no"
     assert config.train.resume is False and config.data.drop_last is False
+
+
+def test_demucs_musdb_is_the_paper_setup_and_passes_the_start_up_checks(monkeypatch):
+    from pretrain.config import check_stages
+    from wildsep.models import PAPER_PARAMETERS, from_preset
+
+    monkeypatch.setenv("WILDSEP_MUSDB", "/data/musdb18hq")
+    config = load_config(PretrainConfig, CONFIGS / "demucs_musdb.yaml")
+    check_stages(config)  # stereo clips for a stereo model, one output per stem in order
+    model = from_preset(config.model.preset, **config.model.overrides)
+    count = sum(p.numel() for p in model.parameters())
+    assert count == pytest.approx(PAPER_PARAMETERS["demucs"], rel=0.03)
+    assert config.data.stems.source == "/data/musdb18hq/train"
+    assert config.stages[0].stems.loss.value == "l1" and config.data.augment.remix_group_size == 4
+    # the 1 s shift trims the 11 s crops to Demucs's 10 s
+    assert config.data.clips.duration - config.data.augment.shift_seconds == 10.0

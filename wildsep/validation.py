@@ -14,19 +14,34 @@ spectrogram image):
   number of true sources;
 - on held-out dynamic mixtures of labeled sources, when given: the supervised PIT loss of the
   M outputs against the references padded with silence ("supervised_loss"; also "loss" when
-  there are no MoM batches, i.e. in a run of supervised stages only).
+  there are no MoM batches, i.e. in a run of supervised stages only);
+- on held-out batches of fixed stems (B, S, [C,] T), when given: the stems objective's loss
+  ("stems_loss", overall and "stems_loss/<stem>"; also "loss" when there are neither MoM nor
+  dynamic-mixing batches) and per stem, over the examples where it sounds, the SNR of its
+  output with channels concatenated (the MDX "utterance SDR"), "snr/<stem>", its SI-SNR,
+  "si_snr/<stem>", and, with fast_bss_eval installed, the BSS-eval SDR of 1 s windows (median
+  over the windows and channels of all examples), "sdr/<stem>".
 """
 
 from __future__ import annotations
 
+import importlib.util
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from losses import mixit, pit, si_snr
-from wildsep.metrics import active_references, match_outputs, separation_counts, source_metrics
+from losses import mixit, pit, si_snr, snr
+from wildsep.metrics import (
+    active_references,
+    match_outputs,
+    separation_counts,
+    source_metrics,
+    windowed_sdr,
+)
+from wildsep.objectives.stems import StemsObjectiveConfig, stem_losses
 from wildsep.objectives.supervised import supervised_pit
 from wildsep.objectives.tuss import prompt_groups
 
@@ -47,6 +62,12 @@ class UnconditionalValidation:
             of dynamic mixtures, N ≤ M, for "supervised_loss".
         loss_fn: the supervised pair loss `loss(est, ref, mixture)` (e.g. `losses.tuss_loss`);
             needed with `mixing_batches`.
+        stem_batches: fixed held-out batches {"mixture": (B, [C,] T), "references": (B, S,
+            [C,] T)} of the S stems of `stems` in order, output s answering stem s.
+        stems: the stems objective's settings (the stems' names and the loss); needed with
+            `stem_batches`.
+        sample_rate: the rate of `stem_batches`, for the BSS-eval SDR of 1 s windows; None
+            skips the SDR.
     """
 
     def __init__(
@@ -56,9 +77,15 @@ class UnconditionalValidation:
         audio_examples: int = 2,
         mixing_batches: Sequence[dict[str, Tensor]] = (),
         loss_fn: Callable[..., Tensor] | None = None,
+        stem_batches: Sequence[dict[str, Tensor]] = (),
+        stems: StemsObjectiveConfig | None = None,
+        sample_rate: int | None = None,
     ) -> None:
         if mixing_batches and loss_fn is None:
             raise ValueError("UnconditionalValidation: mixing_batches need a loss_fn")
+        if stem_batches and stems is None:
+            raise ValueError("UnconditionalValidation: stem_batches need the stems settings")
+        self.stem_batches, self.stems, self.sample_rate = list(stem_batches), stems, sample_rate
         self.mom_batches, self.labeled, self.audio_examples = (
             list(mom_batches),
             list(labeled),
@@ -88,8 +115,44 @@ class UnconditionalValidation:
                 losses.append(result.loss)
             out["supervised_loss"] = torch.cat(losses).mean().item()
             out.setdefault("loss", out["supervised_loss"])
+        if self.stem_batches:
+            out.update(self._stems(model, device))
+            out.setdefault("loss", out["stems_loss"])
         if self.labeled:
             out.update(self._labeled(model, device))
+        return out
+
+    def _stems(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        assert self.stems is not None
+        names = self.stems.stems
+        losses, snrs, si_snrs, sdrs = [], defaultdict(list), defaultdict(list), defaultdict(list)
+        with_sdr = self.sample_rate is not None and importlib.util.find_spec("fast_bss_eval")
+        for batch in self.stem_batches:
+            mixture, refs = batch["mixture"].to(device), batch["references"].to(device)
+            est = model(mixture).float()
+            losses.append(stem_losses(est, refs, mixture, self.stems))  # (B, S)
+            flat_est, flat_ref = est.flatten(2), refs.float().flatten(2)  # (B, S, C·T)
+            active = active_references(flat_ref)
+            values = {"snr": snr(flat_est, flat_ref), "si_snr": si_snr(flat_est, flat_ref)}
+            for s, name in enumerate(names):
+                sounding = active[:, s]
+                snrs[name] += values["snr"][sounding, s].tolist()
+                si_snrs[name] += values["si_snr"][sounding, s].tolist()
+                if with_sdr:  # every channel of every example: (B·C, T) rows
+                    rows_est = est[:, s].reshape(-1, est.shape[-1]).cpu()
+                    rows_ref = refs[:, s].float().reshape(-1, refs.shape[-1]).cpu()
+                    window = round(self.sample_rate)  # type: ignore[arg-type]
+                    sdrs[name] += windowed_sdr(rows_est, rows_ref, window).tolist()
+        per_stem = torch.cat(losses).mean(0)
+        out = {"stems_loss": per_stem.mean().item()}
+        for s, name in enumerate(names):
+            out[f"stems_loss/{name}"] = per_stem[s].item()
+            for key, groups in (("snr", snrs), ("si_snr", si_snrs)):
+                if groups[name]:
+                    out[f"{key}/{name}"] = sum(groups[name]) / len(groups[name])
+            finite = [v for v in sdrs[name] if not math.isnan(v)]
+            if finite:
+                out[f"sdr/{name}"] = float(torch.tensor(finite).median())
         return out
 
     def _labeled(self, model: nn.Module, device: torch.device) -> dict[str, float | Tensor]:

@@ -231,3 +231,22 @@ def test_cli_on_the_demo_set(tmp_path, tuss_dir, backbone_dir, demo_corpus, caps
         assert cli.main(["evaluate", str(ckpt), "--set", valid_set, "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_named_outputs_are_scored_against_the_reference_of_their_class():
+    from wildsep.evaluate.score import score_named
+
+    refs = torch.randn(3, 800)
+    refs[1] = 0.0  # a silent bass: not scored
+    classes = ["vocals", "bass", "drums"]
+    names = ["drums", "bass", "vocals", "other"]
+    est = torch.zeros(4, 800)
+    est[0], est[2] = refs[2] + 0.01 * torch.randn(800), refs[0] + 0.1 * torch.randn(800)
+    rows = score_named(est, refs, refs.sum(0), classes, names)
+    assert [(r["class"], r["reference"], r["output"]) for r in rows] == [
+        ("vocals", 0, 2),
+        ("drums", 2, 0),
+    ]
+    for row, (e, r) in zip(rows, ((est[2], refs[0]), (est[0], refs[2])), strict=True):
+        expected = 10 * torch.log10(r.pow(2).sum() / (r - e).pow(2).sum())
+        assert row["snr"] == pytest.approx(expected.item(), abs=1e-3)

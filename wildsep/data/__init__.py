@@ -44,6 +44,8 @@ _EXPORTS = {
     "ShardClipDataset": "wildsep.data.shards",
     "ShardLoader": "wildsep.data.shards",
     "Shift": "wildsep.data.augment",
+    "StemsFolderConfig": "wildsep.data.config",
+    "StemsFolderDataset": "wildsep.data.stems",
     "StreamingClipDataset": "wildsep.data.streaming",
     "build_corpus_index": "wildsep.data.index",
     "build_dynamic_mixing_loader": "wildsep.data.loaders",
@@ -51,6 +53,7 @@ _EXPORTS = {
     "build_mixit_loader": "wildsep.data.loaders",
     "build_mixture_loader": "wildsep.data.loaders",
     "build_remix_loader": "wildsep.data.mining",
+    "build_stems_loader": "wildsep.data.stems",
     "check_audio_file": "wildsep.data.audio_io",
     "collate_clips": "wildsep.data.clips",
     "collate_dynamic_mixing": "wildsep.data.mixing",
@@ -58,6 +61,7 @@ _EXPORTS = {
     "collate_mixture_of_mixtures": "wildsep.data.mixit",
     "collate_mixtures": "wildsep.data.loaders",
     "collate_remix": "wildsep.data.mining",
+    "collate_stems": "wildsep.data.stems",
     "load_audio": "wildsep.data.audio_io",
     "load_data_config": "wildsep.data.config",
     "iter_shard": "wildsep.data.shards",
@@ -101,6 +105,7 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ imports on f
     from wildsep.data.config import DynamicMixingConfig as DynamicMixingConfig
     from wildsep.data.config import MixITConfig as MixITConfig
     from wildsep.data.config import PromptConfig as PromptConfig
+    from wildsep.data.config import StemsFolderConfig as StemsFolderConfig
     from wildsep.data.config import load_data_config as load_data_config
     from wildsep.data.evalset import EvalSetDataset as EvalSetDataset
     from wildsep.data.evalset import collate_eval as collate_eval
@@ -134,6 +139,9 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ imports on f
     from wildsep.data.shards import iter_shard as iter_shard
     from wildsep.data.shards import list_shards as list_shards
     from wildsep.data.shards import write_shards as write_shards
+    from wildsep.data.stems import StemsFolderDataset as StemsFolderDataset
+    from wildsep.data.stems import build_stems_loader as build_stems_loader
+    from wildsep.data.stems import collate_stems as collate_stems
     from wildsep.data.streaming import StreamingClipDataset as StreamingClipDataset
     from wildsep.data.streaming import stream_corpus as stream_corpus
 

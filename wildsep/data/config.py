@@ -337,6 +337,25 @@ class AugmentConfig:
 
 
 @dataclass
+class StemsFolderConfig:
+    """A folder of multitrack songs in the MUSDB18-HQ layout: ``<source>/<track>/<stem>.<ext>``
+    (e.g. ``musdb18hq/train/Song - Title/{mixture,drums,bass,vocals,other}.wav``). A training
+    crop reads every stem of one track at the same offset; the mixture is their sum."""
+
+    source: str = ""
+    """The folder of track folders; empty = take stems from the labeled pools instead."""
+    extension: str = "wav"
+    """Suffix of the stem files."""
+    items_per_epoch: int = 0
+    """Crops per epoch (a random track and offset each); 0 = one crop per track."""
+
+    def __post_init__(self) -> None:
+        self.extension = self.extension.lstrip(".")
+        if self.items_per_epoch < 0:
+            raise ValueError("stems.items_per_epoch must be >= 0 (0 = one crop per track)")
+
+
+@dataclass
 class DataConfig:
     """Everything the training data loaders need, as one structured config."""
 
@@ -353,6 +372,9 @@ class DataConfig:
     clips: ClipConfig = field(default_factory=ClipConfig)
     mixit: MixITConfig = field(default_factory=MixITConfig)
     dynamic_mixing: DynamicMixingConfig = field(default_factory=DynamicMixingConfig)
+    stems: StemsFolderConfig = field(default_factory=StemsFolderConfig)
+    """Multitrack songs for a fixed-stem stage (Demucs on MUSDB); unset: stems are drawn from
+    `pools`, one clip of each stem class per mixture."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:

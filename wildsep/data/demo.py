@@ -22,6 +22,13 @@ call :func:`generate`. Layout of ``OUT_DIR``::
     valid/single.jsonl        single-source examples in the same format ("single_0000/..."),
     test/single.jsonl             for the FUSS single-source score (SS) of unconditional models
 
+``python -m wildsep.data.demo OUT_DIR --stems`` (or :func:`generate_stems`) writes a music
+set in the MUSDB18-HQ layout instead, for fixed-stem models (Demucs)::
+
+    valid/track_0000/{mixture,drums,bass,vocals,other}.wav   32-bit float, mixture == sum
+    valid/manifest.jsonl      the same tracks as an evaluation manifest (classes drums, bass,
+    test/...                      vocals, other), for `wildsep evaluate`
+
 Manifest paths are relative to the manifest's own folder. Every file is a pure function of
 (seed, kind, index), so the corpus is identical whatever the number of worker processes.
 
@@ -633,6 +640,8 @@ _ONCE_PER_MIXTURE = {"sfxbg", "musicbg", "drums", "bass", "vocals", "other"}
 
 _KIND_POOL, _KIND_UNLABELED, _KIND_VALID, _KIND_TEST = 1, 2, 3, 4
 _KIND_SINGLE = {"valid": 5, "test": 6}
+_KIND_STEMS = {"train": 7, "valid": 8, "test": 9}
+STEMS = ("drums", "bass", "vocals", "other")
 
 
 def _rng(seed: int, kind: int, *index: int) -> np.random.Generator:
@@ -821,6 +830,63 @@ def generate(
     return out
 
 
+def _write_stems_track(
+    out: Path, seed: int, sr: int, split: str, i: int, seconds: float, stereo: bool
+) -> dict:
+    """Track i of `split`: one source of each of :data:`STEMS`, the demo's gains, headroom."""
+    rng = _rng(seed, _KIND_STEMS[split], i)
+    n = _num_samples(sr, seconds)
+    refs = []
+    for c in STEMS:
+        x = _unit_rms(synthesise(c, rng, sr, seconds).astype(np.float64))
+        lo, hi = EVAL_GAINS_DB[c]
+        refs.append(x[:n] * 10 ** (rng.uniform(lo, hi) / 20))
+    references = np.stack(refs)
+    references *= 0.25 / max(np.max(np.abs(references.sum(0))), 1e-9)
+    if stereo:
+        references = np.stack([_to_stereo(rng, r, sr) for r in references])  # (S, T, 2)
+    references = references.astype(np.float32)
+    folder = out / split / f"track_{i:04d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for c, ref in zip(STEMS, references, strict=True):
+        _write(folder / f"{c}.wav", ref, sr, "wav", "FLOAT")
+    _write(folder / "mixture.wav", references.sum(0, dtype=np.float32), sr, "wav", "FLOAT")
+    return {
+        "mixture": f"{folder.name}/mixture.wav",
+        "references": [f"{folder.name}/{c}.wav" for c in STEMS],
+        "classes": list(STEMS),
+    }
+
+
+def generate_stems(
+    out_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    sample_rate: int = 16000,
+    tracks: dict[str, int] | None = None,
+    seconds: float = 6.0,
+    stereo: bool = False,
+) -> Path:
+    """Write a demo music set in the MUSDB18-HQ layout (module docstring): `tracks` per split
+    (default 8 valid, 16 test), each `seconds` long, mono or `stereo`. Its sources are drawn
+    apart from the corpus's pools (other random streams). Refuses a non-empty `out_dir`."""
+    tracks = tracks if tracks is not None else {"valid": 8, "test": 16}
+    unknown = sorted(set(tracks) - set(_KIND_STEMS))
+    if unknown:
+        raise ValueError(f"unknown splits {unknown}; choose from {sorted(_KIND_STEMS)}")
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty: choose a new folder for the stems set")
+    for split, count in tracks.items():
+        rows = [
+            _write_stems_track(out, seed, sample_rate, split, i, seconds, stereo)
+            for i in range(count)
+        ]
+        with open(out / split / "manifest.jsonl", "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m wildsep.data.demo",
@@ -832,8 +898,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="tiny corpus for tests (seconds)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument(
+        "--stems", action="store_true", help="write a music set in the MUSDB18-HQ layout instead"
+    )
     args = parser.parse_args(argv)
     try:
+        if args.stems:
+            generate_stems(args.out_dir, seed=args.seed, sample_rate=args.sample_rate)
+            print(f"wrote a demo stems set to {args.out_dir}")
+            return 0
         generate(
             args.out_dir,
             seed=args.seed,

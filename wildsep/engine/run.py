@@ -82,10 +82,11 @@ def seed_everything(config: TrainConfig) -> None:
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts/lists → {"a.b.0.c": leaf}."""
+    """Nested dicts/lists/tuples → {"a.b.0.c": leaf}. A config dataclass may hold a tuple
+    (e.g. the stems) where its saved YAML holds a list: both flatten alike."""
     if isinstance(node, Mapping):
         items = node.items()
-    elif isinstance(node, list):
+    elif isinstance(node, list | tuple):
         items = enumerate(node)
     else:
         return {prefix: node}

@@ -113,6 +113,7 @@ def evaluate(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
     benchmark: str | Benchmark | None = None,
+    outputs: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model on an evaluation manifest (docs/data.md) and return the results.
 
@@ -126,6 +127,9 @@ def evaluate(
         segment, shift, batch_size: as in `Separator` (ignored when given a `Separator`).
         benchmark: a protocol of `wildsep.evaluate.protocols` (or its name): every mixture
             must be of its task, and the summary gains its score next to the paper's.
+        outputs: names of an unconditional model's outputs in order (e.g. drums, bass,
+            vocals, other for a backbone trained on fixed stems); default the model's own
+            `sources`. Examples whose classes are all named are scored output by name.
     Returns:
         {"model", "manifest", "set", "sample_rate", "kind", "examples": [per-example rows],
         "summary": see `summarise`, "benchmark": its name or None} — exactly what
@@ -149,6 +153,7 @@ def evaluate(
             max_examples,
             progress,
             benchmark,
+            outputs,
         )
     finally:
         separator.model.train(was_training)  # a training loop gets its model back as it was
@@ -162,6 +167,7 @@ def _evaluate(
     max_examples: int | None,
     progress: bool,
     benchmark: Benchmark | None,
+    outputs: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     try:
         dataset = EvalSetDataset(manifest, separator.sample_rate, channels="mono")
@@ -178,6 +184,13 @@ def _evaluate(
                 "pip install 'wildsep[eval]'"
             )
     _check_compatible(dataset.rows[:count], separator, manifest)
+    if outputs is not None and (
+        separator.prompts is not None or len(outputs) != separator.n_outputs(None)
+    ):
+        raise EvaluationError(
+            f"outputs {list(outputs)} must name each output of an unconditional model"
+            + ("" if separator.prompts is not None else f" ({separator.n_outputs(None)})")
+        )
     unconditional = separator.prompts is None
 
     examples = []
@@ -186,7 +199,7 @@ def _evaluate(
             item = dataset[i]
         except (RuntimeError, OSError) as err:  # soundfile's errors derive from these
             raise EvaluationError(f"{manifest}: mixture {i}: {err}") from None
-        examples.append(score_example(separator, item, benchmark))
+        examples.append(score_example(separator, item, benchmark, outputs))
 
     result = {
         "model": model_name,
@@ -224,6 +237,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="apply a TUSS-paper task protocol (prompts, metric, conventions)",
     )
+    parser.add_argument(
+        "--outputs",
+        default=None,
+        help="comma-separated names of an unconditional model's outputs (e.g. "
+        "drums,bass,vocals,other): references are scored against the output of their class",
+    )
     parser.add_argument("--out", default=None, help="output folder (default CKPT/eval_<set>/)")
     parser.add_argument("--max-examples", type=int, default=None, help="score the first N only")
     parser.add_argument("--segment", type=float, default=DEFAULT_SEGMENT, help="chunk seconds")
@@ -256,6 +275,7 @@ def run_command(args: argparse.Namespace) -> int:
             shift=args.shift,
             batch_size=args.batch_size,
             progress=True,
+            outputs=args.outputs.split(",") if args.outputs else None,
         )
     except (CheckpointError, EvaluationError) as err:
         print(f"wildsep: error: {err}", file=sys.stderr)

@@ -4,7 +4,9 @@
   inside groups of identical classes, so two `speech` outputs may swap but a `speech` and an
   `sfx` output never do.
 - Unconditional models: each active reference gets a distinct output (Hungarian on SI-SNR),
-  FUSS-style; plus MSi, SS and under/equal/over-separation rates.
+  FUSS-style; plus MSi, SS and under/equal/over-separation rates. A model whose outputs are
+  named (a Demucs's `sources`, or names given to `evaluate`) and that has every class of an
+  example is scored output by name instead: the `drums` output against the drums reference.
 
 Silent references are not scored. See docs/evaluation.md.
 """
@@ -122,18 +124,41 @@ def score_unconditional(
     return _rows(classes, index, chosen, metrics), active_outputs
 
 
+def score_named(
+    est: Tensor, refs: Tensor, mixture: Tensor, classes: Sequence[str], names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Rows for the active references of a model with named outputs: reference n is scored
+    against the output called classes[n] (every class must be one of `names`).
+
+    Args:
+        est: (M, T) outputs, output m called names[m]. refs: (N, T). mixture: (T,).
+    """
+    index = torch.nonzero(active_references(refs)).flatten()
+    chosen = torch.tensor([list(names).index(classes[n]) for n in index.tolist()], dtype=torch.long)
+    metrics = source_metrics(est[chosen], refs[index], mixture)
+    return _rows(classes, index, chosen, metrics)
+
+
 def score_example(
-    separator: Separator, item: dict[str, Any], benchmark: Benchmark | None = None
+    separator: Separator,
+    item: dict[str, Any],
+    benchmark: Benchmark | None = None,
+    outputs: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Separate one evaluation item (`EvalSetDataset` at the model's rate, mono) and score it:
     the per-example row of metrics.json. A `benchmark` may add BSS-eval SDR per source and
-    the FUSS separation counts (always counted for unconditional models)."""
+    the FUSS separation counts (always counted for unconditional models). `outputs` names an
+    unconditional model's outputs (default: the model's own `sources`, if any): examples
+    whose classes are all among them are scored by name (`score_named`)."""
     mixture, refs, classes = item["mixture"], item["references"], item["classes"]
     unconditional = separator.prompts is None
     est = separator.separate(mixture, separator.sample_rate, None if unconditional else classes)
     est = est[:, 0]  # (K, 1, T) → (K, T)
     row: dict[str, Any] = {"name": item["name"], "classes": classes}
-    if unconditional:
+    names = list(outputs or getattr(separator.model.config, "sources", ()) or ())
+    if unconditional and names and set(classes) <= set(names):
+        row["sources"] = score_named(est, refs, mixture, classes, names)
+    elif unconditional:
         row["sources"], _ = score_unconditional(est, refs, mixture, classes)
     else:
         row["sources"] = score_prompted(est, refs, mixture, classes)

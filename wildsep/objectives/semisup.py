@@ -14,6 +14,8 @@ infinite loss). How ŝ_i and Σ_{j≠i} ŝ_j are read off the model's outputs:
 - unconditional (M outputs, pre-training), `assignment="single"`: ŝ_i is the output k that
   minimises ℓ(ŝ_k, s_i) + ℓ(Σ_{j≠k} ŝ_j, x_u) — the formula as written, with i found by PIT
   over the M candidates.
+- unconditional with named outputs (Demucs: output s is stem s), `assignment="named"`: ŝ_i
+  is the output named after class i, as in the Demucs paper; Σ_{j≠i} ŝ_j the sum of the others.
 - unconditional, `assignment="group"`: MixIT with (s_i, x_u) as the two "mixtures": the
   outputs split into two groups A₁, A₂ minimising ℓ(A₁ŝ, s_i) + ℓ(A₂ŝ, x_u), so s_i may span
   several outputs. `losses.mixit` averages over its N=2 references; this is twice its loss.
@@ -53,6 +55,7 @@ from wildsep.models.presence import REFERENCES, class_presence, presence_targets
 class Assignment(str, Enum):
     single = "single"
     group = "group"
+    named = "named"  # the output named after the absent class (fixed stems)
 
 
 @dataclass
@@ -101,6 +104,7 @@ def weak_remix_loss(
     assignment: Assignment | str = Assignment.single,
     snr_max: float = 30.0,
     zero_ref_weight: float = 0.1,
+    index: Tensor | None = None,
 ) -> WeakLoss:
     """The weak loss of a remix batch (module docstring).
 
@@ -108,6 +112,7 @@ def weak_remix_loss(
         est: (B, 2, T) outputs for prompts [class i, background] if `conditional`, else the
             (B, M, T) outputs of an unconditional model.
         references: (B, 2, T) = (g·s_i, x_u); their sum is the input x'.
+        index: (B,) long, `assignment="named"` only: the output of class i in each example.
     """
     est, references = est.float(), references.float()
     mixture = references.sum(1, keepdim=True)  # (B, 1, T)
@@ -117,6 +122,12 @@ def weak_remix_loss(
 
     if conditional:
         pair = est[:, :2]
+    elif Assignment(assignment) == Assignment.named:
+        if index is None:
+            raise ValueError("assignment='named' needs the output index of each example")
+        rows = torch.arange(est.shape[0], device=est.device)
+        k = index.to(est.device)
+        pair = torch.stack([est[rows, k], est.sum(1) - est[rows, k]], 1)
     elif Assignment(assignment) == Assignment.single:
         rest = est.sum(1, keepdim=True) - est  # (B, M, T): Σ_{j≠k} ŝ_j for every k
         source, background = references[:, :1], references[:, 1:]
@@ -134,12 +145,14 @@ class RemixObjective(Objective):
     """The weak loss on a remix batch {"mixture" (B, T), "references" (B, 2, T), "prompts"}.
 
     A conditional model is called as model(mixture, prompts), an unconditional one as
-    model(mixture).
+    model(mixture). `outputs` names an unconditional model's outputs (assignment "named").
     """
 
-    def __init__(self, config: SemiSupConfig, conditional: bool) -> None:
+    def __init__(
+        self, config: SemiSupConfig, conditional: bool, outputs: Sequence[str] = ()
+    ) -> None:
         super().__init__()
-        self.config, self.conditional = config, conditional
+        self.config, self.conditional, self.outputs = config, conditional, list(outputs)
 
     def forward(
         self, model: nn.Module, batch: Batch, step: int, micro: int = 0
@@ -147,6 +160,10 @@ class RemixObjective(Objective):
         c = self.config
         mixture = batch["mixture"]
         est = model(mixture, batch["prompts"]) if self.conditional else model(mixture)
+        index = None
+        if not self.conditional and c.assignment == Assignment.named:
+            names = [prompts[0] for prompts in batch["prompts"]]
+            index = torch.tensor([self.outputs.index(name) for name in names])
         weak = weak_remix_loss(
             est,
             batch["references"],
@@ -154,6 +171,7 @@ class RemixObjective(Objective):
             assignment=c.assignment,
             snr_max=c.snr_max,
             zero_ref_weight=c.zero_ref_weight,
+            index=index,
         )
         return {
             "loss": c.weight * weak.loss.mean(),
@@ -236,12 +254,14 @@ def with_remix_batches(
     rank: int = 0,
     world_size: int = 1,
     pools=None,
+    outputs: Sequence[str] = (),
 ) -> tuple[list[Stage], BatchSource]:
     """What a recipe changes to train with mined remixes: every stage's objective wrapped in
     a :class:`SemiSupervisedObjective`, and remix batches interleaved at `config.ratio`.
 
     Remix examples use `data.pools` for s_i, `data.clips` for length and rate, `data.seed`
-    and `data.batch_size`. `prompts` are a conditional model's prompt names (checked here).
+    and `data.batch_size`. `prompts` are a conditional model's prompt names (checked here),
+    `outputs` an unconditional model's output names (assignment "named", checked here).
     Returns the inputs unchanged when `config` is not enabled.
     """
     if not config.enabled:
@@ -261,6 +281,14 @@ def with_remix_batches(
                 f"{list(prompts)}); add them to model.prompts, or set semisup.classes / "
                 "semisup.background_prompt"
             )
+    if not conditional and config.assignment == Assignment.named:
+        missing = sorted(set(classes) - set(outputs))
+        if missing:
+            raise ValueError(
+                f"semisup.assignment=named scores the output named after each mined class, but "
+                f"classes {missing} name no output (outputs: {list(outputs) or 'unnamed'}); "
+                "set semisup.classes, or assignment single/group"
+            )
     pools = pools if pools is not None else build_corpus_index(data.pools)
     dataset = RemixDataset(
         segments,
@@ -273,7 +301,7 @@ def with_remix_batches(
     loader, sampler = build_remix_loader(
         dataset, data.batch_size, num_workers=data.num_workers, rank=rank, world_size=world_size
     )
-    remix = RemixObjective(config, conditional)
+    remix = RemixObjective(config, conditional, outputs)
     wrapped = [Stage(s.name, SemiSupervisedObjective(s.objective, remix), s.steps) for s in stages]
     return wrapped, interleave_batches(batches, positioned_batches(loader, sampler), config.ratio)
 

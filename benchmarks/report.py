@@ -36,18 +36,26 @@ def machine_description() -> str:
     return "; ".join(parts)
 
 
-def time_call(fn: Callable[[], object], *, repeats: int = 10, warmup: int = 2) -> float:
-    """Median wall time of `fn()` in seconds (synchronising CUDA when present)."""
+def time_call(
+    fn: Callable[[], object],
+    *,
+    repeats: int = 10,
+    warmup: int = 2,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """Median time of `fn()` in seconds (synchronising CUDA when present): wall time, or
+    another `clock` such as `time.process_time` (this process's CPU time, which other jobs on
+    a loaded machine do not inflate)."""
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for _ in range(warmup):
         fn()
     sync()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
         sync()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 

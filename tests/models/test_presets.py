@@ -44,7 +44,7 @@ def test_overrides_and_errors() -> None:
     with pytest.raises(ValueError, match="unknown config fields \\['dims'\\]"):
         from_preset("tuss-medium", dims=32)
     with pytest.raises(ValueError, match="n_outputs"):
-        from_preset("backbone-medium", n_outputs=17)
+        from_preset("backbone-medium", n_outputs=65)
     with pytest.raises(ValueError, match="encoder"):
         from_preset("backbone-medium", encoder="mel")
     with pytest.raises(ValueError, match="unique"):

@@ -43,7 +43,7 @@ def test_unconditional_models_keep_the_input_length(
     assert torch.isfinite(est).all()
 
 
-@pytest.mark.parametrize("outputs", [2, 16])
+@pytest.mark.parametrize("outputs", [2, 16, 32])
 def test_backbone_output_count_and_mixture_consistency(small: Small, outputs: int) -> None:
     mix = torch.randn(2, 777)
     est = small("backbone-medium", n_outputs=outputs, mixture_consistency=True)(mix)

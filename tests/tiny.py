@@ -2,6 +2,8 @@
 D=16, one cross-prompt and one TSE block — fast on CPU, same layout as the real presets —
 and a stand-in model for the objective tests."""
 
+from pathlib import Path
+
 import torch
 
 TINY_SEPARATOR = dict(
@@ -23,6 +25,31 @@ TINY_SEPARATOR = dict(
 def model_overrides(prefix: str = "model.overrides.") -> list[str]:
     """The geometry as recipe command-line overrides."""
     return [f"{prefix}{key}={value}" for key, value in TINY_SEPARATOR.items()]
+
+
+def pretrain_overrides(tmp_path: Path, corpus: Path, steps: int = 3, **extra: object) -> list[str]:
+    """Command-line overrides that run `pretrain/run.py` for `steps` steps on the tiny demo
+    `corpus` with the tiny geometry: 4 × 0.5 s batches, a checkpoint and a validation every 2
+    steps, every output under `tmp_path`. `extra` adds or replaces keys."""
+    base = {
+        "run_dir": tmp_path / "run",
+        "data.corpus.source": corpus / "unlabeled",
+        "data.corpus.cache_dir": tmp_path / "cache",
+        "data.batch_size": 4,
+        "data.num_workers": 0,
+        "data.clips.duration": 0.5,
+        "train.max_steps": steps,
+        "train.log_every": 1,
+        "train.val_every": 2,
+        "train.checkpoint_every": 2,
+        "stages.0.steps": steps,
+        "validation.manifest": corpus / "valid" / "manifest.jsonl",
+        "validation.max_examples": 2,
+        "validation.seconds": 0.5,
+        "validation.mom_batches": 1,
+        **extra,
+    }
+    return [*model_overrides(), *(f"{k}={v}" for k, v in base.items())]
 
 
 class FixedOutputs(torch.nn.Module):

@@ -8,36 +8,17 @@ import soundfile as sf
 import torch
 
 from pretrain.run import main
-from tests.tiny import model_overrides
+from tests.tiny import pretrain_overrides
 from wildsep.config import ConfigError
 from wildsep.engine import latest_checkpoint
 from wildsep.models import Backbone, load_pretrained
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "configs" / "demo_pretrain.yaml")
-TINY_MODEL = [*model_overrides(), "data.clips.sample_rate=8000"]
 
 
 def overrides(tmp_path: Path, corpus: Path, steps: int = 3, **extra: object) -> list[str]:
-    base = {
-        "run_dir": tmp_path / "run",
-        "data.corpus.source": corpus / "unlabeled",
-        "data.corpus.cache_dir": tmp_path / "cache",
-        "data.batch_size": 4,
-        "data.num_workers": 0,
-        "data.clips.duration": 0.5,
-        "train.max_steps": steps,
-        "train.log_every": 1,
-        "train.val_every": 2,
-        "train.checkpoint_every": 2,
-        "stages.0.steps": steps,
-        "validation.manifest": corpus / "valid" / "manifest.jsonl",
-        "validation.max_examples": 2,
-        "validation.seconds": 0.5,
-        "validation.mom_batches": 1,
-        **extra,
-    }
-    return TINY_MODEL + [f"{k}={v}" for k, v in base.items()]
+    return pretrain_overrides(tmp_path, corpus, steps, **{"data.clips.sample_rate": 8000, **extra})
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from pretrain.run import main
-from tests.tiny import model_overrides
+from tests.tiny import model_overrides, pretrain_overrides
 from wildsep.config import ConfigError
 from wildsep.engine import latest_checkpoint
 from wildsep.models import Backbone, load_pretrained
@@ -20,28 +20,13 @@ SEMISUP = str(ROOT / "configs" / "demo_semisup_mixit.yaml")
 
 
 def overrides(tmp_path: Path, corpus: Path, steps: int = 3, **extra: object) -> list[str]:
-    base = {
-        "run_dir": tmp_path / "run",
-        "data.corpus.source": corpus / "unlabeled",
-        "data.corpus.cache_dir": tmp_path / "cache",
+    """The pre-training test overrides plus the labeled pools and the single-source set."""
+    pools = {
         "data.pools.source": corpus / "pools",
         "data.pools.cache_dir": tmp_path / "cache",
-        "data.batch_size": 4,
-        "data.num_workers": 0,
-        "data.clips.duration": 0.5,
-        "train.max_steps": steps,
-        "train.log_every": 1,
-        "train.val_every": 2,
-        "train.checkpoint_every": 2,
-        "stages.0.steps": steps,
-        "validation.manifest": corpus / "valid" / "manifest.jsonl",
         "validation.single_manifest": corpus / "valid" / "single.jsonl",
-        "validation.max_examples": 2,
-        "validation.seconds": 0.5,
-        "validation.mom_batches": 1,
-        **extra,
     }
-    return [*model_overrides(), *(f"{k}={v}" for k, v in base.items())]
+    return pretrain_overrides(tmp_path, corpus, steps, **{**pools, **extra})
 
 
 def records(run: Path) -> list[dict]:

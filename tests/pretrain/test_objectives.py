@@ -210,3 +210,37 @@ def test_sparsity_leaves_one_active_output_on_one_source_inputs_after_a_short_ov
 
     assert active_after_overfit(0.0) == [4, 4, 4]
     assert active_after_overfit(3.0) == [1, 1, 1]
+
+
+def test_covariance_term_decorrelates_outputs_that_mixit_alone_leaves_as_copies():
+    """Outputs start as near-copies of the MoM / 4 (three examples at different levels, one
+    with a silent stretch). MixIT only constrains the sum of each mixture's outputs, so alone it
+    keeps copies inside a group; with the covariance term the outputs end decorrelated while the
+    mixtures are still reconstructed."""
+    t = torch.arange(2000) / 8000
+    tone, buzz = torch.sin(2 * torch.pi * 440 * t), torch.sign(torch.sin(2 * torch.pi * 97 * t))
+    chirp = torch.sin(2 * torch.pi * (200 + 2000 * t) * t) * (t > 0.1)  # silent at the start
+    gains = torch.tensor([1.0, 0.1, 3.0])[:, None]
+    references = torch.stack([tone * gains, (buzz * 0.3 + chirp) * gains], 1)  # (3, 2, T)
+    batch = {"mixture": references.sum(1), "references": references}
+    torch.manual_seed(0)
+    start = batch["mixture"][:, None].repeat(1, 4, 1) / 4
+    start = start + 0.01 * gains[:, :, None] * torch.randn(3, 4, 2000)
+
+    def overfit(weight: float) -> tuple[float, float]:
+        model = FixedOutputs(start)
+        objective = MixITObjective(MixITObjectiveConfig(covariance_weight=weight))
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for step in range(200):
+            optimizer.zero_grad()
+            objective(model, batch, step)["loss"].backward()
+            optimizer.step()
+        terms = objective(model, batch, 200)
+        correlation = correlation_penalty(model.outputs.detach(), center=True, square=False)
+        return float(correlation), float(terms["mixit"])
+
+    copies, mixit_alone = overfit(0.0)
+    decorrelated, mixit_with = overfit(10.0)
+    assert copies > 0.35
+    assert decorrelated < 0.6 * copies
+    assert mixit_with < -20.0 and mixit_alone < -20.0

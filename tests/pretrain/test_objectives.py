@@ -42,6 +42,15 @@ def correlation_penalty(est, center, square):
     return torch.stack(values).mean()
 
 
+def train(model, objective, batch, steps: int) -> None:
+    """`steps` AdamW steps (lr 3e-3) of `objective` on one fixed batch."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(steps):
+        optimizer.zero_grad()
+        objective(model, batch, step)["loss"].backward()
+        optimizer.step()
+
+
 @pytest.mark.parametrize("center,square", [(True, False), (False, True)])
 def test_mixit_objective_terms_follow_the_formulas_and_the_config(center, square):
     torch.manual_seed(0)
@@ -199,11 +208,7 @@ def test_sparsity_leaves_one_active_output_on_one_source_inputs_after_a_short_ov
         torch.manual_seed(0)
         model = from_preset("backbone-medium", **TINY_SEPARATOR, n_outputs=4)
         objective = MixITObjective(MixITObjectiveConfig(sparsity_weight=weight))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        for step in range(200):
-            optimizer.zero_grad()
-            objective(model, batch, step)["loss"].backward()
-            optimizer.step()
+        train(model, objective, batch, steps=200)
         with torch.no_grad():
             outputs = model(batch["mixture"])
         return [separation_counts(outputs[b], sources[b : b + 1])[0] for b in range(3)]
@@ -230,11 +235,7 @@ def test_covariance_term_decorrelates_outputs_that_mixit_alone_leaves_as_copies(
     def overfit(weight: float) -> tuple[float, float]:
         model = FixedOutputs(start)
         objective = MixITObjective(MixITObjectiveConfig(covariance_weight=weight))
-        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-        for step in range(200):
-            optimizer.zero_grad()
-            objective(model, batch, step)["loss"].backward()
-            optimizer.step()
+        train(model, objective, batch, steps=200)
         terms = objective(model, batch, 200)
         correlation = correlation_penalty(model.outputs.detach(), center=True, square=False)
         return float(correlation), float(terms["mixit"])

@@ -59,7 +59,9 @@ def test_mixit_yfcc_matches_the_tuss_medium_geometry(monkeypatch):
     assert config.data.clips.sample_rate == backbone.sample_rate
 
 
-@pytest.mark.parametrize("name", ["mixit_yfcc.yaml", "demo_pretrain.yaml", "realaudio/pretrain.yaml"])
+@pytest.mark.parametrize(
+    "name", ["mixit_yfcc.yaml", "demo_pretrain.yaml", "realaudio/pretrain.yaml"]
+)
 def test_mixit_configs_use_the_measured_defaults_at_full_weight_before_the_end(name, monkeypatch):
     """The best rows of docs/results.md: M = 8, L_p sparsity ramped in over the second quarter
     of the run (so it is at full weight for the second half), no covariance term."""

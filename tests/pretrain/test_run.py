@@ -26,8 +26,8 @@ def test_pretraining_runs_exports_a_backbone_and_resumes(tmp_path, demo_corpus):
     run = main([CONFIG, *overrides(tmp_path, demo_corpus)])
     assert latest_checkpoint(run).name == "ckpt-000000003"
     model = load_pretrained(run / "model")
-    assert isinstance(model, Backbone) and model.config.n_outputs == 4
-    assert model(torch.randn(2, 4000)).shape == (2, 4, 4000)
+    assert isinstance(model, Backbone) and model.config.n_outputs == 8  # the config's M
+    assert model(torch.randn(2, 4000)).shape == (2, 8, 4000)
     events = list((run / "tensorboard").glob("events.*"))
     assert events and events[0].stat().st_size > 0
     assert (run / "config.yaml").read_text().count("sample_rate: 8000") >= 2
@@ -41,7 +41,7 @@ def test_pretraining_runs_exports_a_backbone_and_resumes(tmp_path, demo_corpus):
 def test_curriculum_mixit_then_self_remixing(tmp_path, demo_corpus):
     stages = {
         "stages": "[{name: mixit, objective: mixit, steps: 2}, "
-        "{name: remix, objective: remixing, steps: 2, remixing: {ema_every: 1}}]"
+        "{name: remix, objective: remixing, steps: 2, remixing: {ema_every: 1, num_sources: 4}}]"
     }
     args = overrides(tmp_path, demo_corpus, steps=4)
     run = main([CONFIG, *args, *[f"{k}={v}" for k, v in stages.items()]])

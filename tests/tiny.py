@@ -27,29 +27,43 @@ def model_overrides(prefix: str = "model.overrides.") -> list[str]:
     return [f"{prefix}{key}={value}" for key, value in TINY_SEPARATOR.items()]
 
 
-def pretrain_overrides(tmp_path: Path, corpus: Path, steps: int = 3, **extra: object) -> list[str]:
-    """Command-line overrides that run `pretrain/run.py` for `steps` steps on the tiny demo
-    `corpus` with the tiny geometry: 4 × 0.5 s batches, a checkpoint and a validation every 2
-    steps, every output under `tmp_path`. `extra` adds or replaces keys."""
+def run_overrides(tmp_path: Path, corpus: Path, steps: int = 3, **keys: object) -> list[str]:
+    """Command-line overrides shared by the recipe tests: the tiny geometry, 0.5 s clips read
+    in the main process, `steps` steps with a log every step and a checkpoint and a validation
+    every 2, two 0.5 s validation mixtures of the demo `corpus`, every output under
+    `tmp_path`. `keys` add the recipe's own data keys or replace these."""
     base = {
         "run_dir": tmp_path / "run",
-        "data.corpus.source": corpus / "unlabeled",
-        "data.corpus.cache_dir": tmp_path / "cache",
-        "data.batch_size": 4,
         "data.num_workers": 0,
         "data.clips.duration": 0.5,
         "train.max_steps": steps,
         "train.log_every": 1,
         "train.val_every": 2,
         "train.checkpoint_every": 2,
-        "stages.0.steps": steps,
         "validation.manifest": corpus / "valid" / "manifest.jsonl",
         "validation.max_examples": 2,
         "validation.seconds": 0.5,
-        "validation.mom_batches": 1,
-        **extra,
+        **keys,
     }
     return [*model_overrides(), *(f"{k}={v}" for k, v in base.items())]
+
+
+def pretrain_overrides(tmp_path: Path, corpus: Path, steps: int = 3, **extra: object) -> list[str]:
+    """`run_overrides` for `pretrain/run.py` on the demo corpus's unlabeled clips: batches of
+    4 mixtures of mixtures, one held-out MoM batch. `extra` adds or replaces keys."""
+    return run_overrides(
+        tmp_path,
+        corpus,
+        steps,
+        **{
+            "data.corpus.source": corpus / "unlabeled",
+            "data.corpus.cache_dir": tmp_path / "cache",
+            "data.batch_size": 4,
+            "stages.0.steps": steps,
+            "validation.mom_batches": 1,
+            **extra,
+        },
+    )
 
 
 class FixedOutputs(torch.nn.Module):

@@ -8,7 +8,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from finetune.tuss import main
-from tests.tiny import TINY_SEPARATOR, FixedOutputs, model_overrides
+from tests.tiny import TINY_SEPARATOR, FixedOutputs, model_overrides, run_overrides
 from wildsep.config import ConfigError
 from wildsep.engine import latest_checkpoint
 from wildsep.models import TUSS, from_preset, load_pretrained
@@ -19,23 +19,13 @@ CONFIG = str(ROOT / "configs" / "demo_tuss.yaml")
 
 
 def overrides(tmp_path: Path, corpus: Path, steps: int = 3, **extra: object) -> list[str]:
-    base = {
-        "run_dir": tmp_path / "run",
+    """`run_overrides` for `finetune/tuss.py` on the demo corpus's pools, batches of 2."""
+    pools = {
         "data.pools.source": corpus / "pools",
         "data.pools.cache_dir": tmp_path / "cache",
         "data.batch_size": 2,
-        "data.num_workers": 0,
-        "data.clips.duration": 0.5,
-        "train.max_steps": steps,
-        "train.log_every": 1,
-        "train.val_every": 2,
-        "train.checkpoint_every": 2,
-        "validation.manifest": corpus / "valid" / "manifest.jsonl",
-        "validation.max_examples": 2,
-        "validation.seconds": 0.5,
-        **extra,
     }
-    return [*model_overrides(), *(f"{k}={v}" for k, v in base.items())]
+    return run_overrides(tmp_path, corpus, steps, **{**pools, **extra})
 
 
 def test_prompt_groups_label_equal_names_alike():
